@@ -1,0 +1,1 @@
+"""Registration desk, service-centre console and admin REST API."""

@@ -1,0 +1,1 @@
+"""OpenID Connect provider, login methods, browser sessions, department clients."""

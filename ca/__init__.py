@@ -1,0 +1,1 @@
+"""CA hierarchy, profiles, issuance, maintenance, revocation, CRL, OCSP."""

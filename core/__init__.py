@@ -1,0 +1,1 @@
+"""Settings, database, errors (RFC 9457), audit log, clock, PII vault, access-token principals."""

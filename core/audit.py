@@ -1,0 +1,278 @@
+"""Tamper-evident audit log.
+
+Each entry carries ``prev_hash`` and ``hash = SHA-256(canonical JSON of the entry incl. prev_hash)``
+and is written in the *same transaction* as the change it records. The chain head lives in a
+one-row table updated with a row lock, so concurrent writers serialise on it (PostgreSQL:
+``SELECT … FOR UPDATE``; SQLite: every write transaction is ``BEGIN IMMEDIATE``).
+
+Every ``checkpoint_every`` entries (and at shutdown) an HSM key (``audit/1``) signs
+``seq || hash``; ``verify`` recomputes the chain and checks every checkpoint against the public
+key in the token, so rewriting the whole table after the last checkpoint is the only undetected
+edit, and that window is bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from core import clock
+from core.db import Base, Database
+from core.pii import mask_value
+from core.security import Actor
+
+if TYPE_CHECKING:
+    from hsm.token import Token
+
+GENESIS = "0" * 64
+AUDIT_KEY_LABEL = "audit/1"
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_entries"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(32))  # ISO 8601 UTC, microseconds: hashed as written
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100), index=True)
+    target: Mapped[str] = mapped_column(String(300), index=True)
+    outcome: Mapped[str] = mapped_column(String(20))
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON, PII masked
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[str] = mapped_column(String(32))
+    key_label: Mapped[str] = mapped_column(String(100))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+def canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def entry_hash(*, seq: int, at: str, actor: str, action: str, target: str, outcome: str, details: str, prev_hash: str) -> str:
+    body = canonical(
+        {"seq": seq, "at": at, "actor": actor, "action": action, "target": target, "outcome": outcome, "details": details, "prev": prev_hash}
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _checkpoint_message(seq: int, digest: str) -> bytes:
+    return f"eauth-audit-checkpoint:{seq}:{digest}".encode()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    seq: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    details: dict[str, Any]
+    hash: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    entries: int
+    checkpoints: int
+    first_broken_seq: int | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "checkpoints": self.checkpoints,
+            "first_broken_seq": self.first_broken_seq,
+            "reason": self.reason,
+        }
+
+
+class AuditLog:
+    """Appends entries and signs checkpoints. One per runtime."""
+
+    def __init__(self, token: Token | None, *, checkpoint_every: int = 1000) -> None:
+        self._token = token
+        self.checkpoint_every = checkpoint_every
+
+    def ensure_key(self) -> None:
+        """Create the checkpoint key once (``eauth init``)."""
+        from hsm.keys import KeySpec
+
+        if self._token is not None and not self._token.has_key(AUDIT_KEY_LABEL):
+            self._token.generate(KeySpec.parse("ec-p256"), AUDIT_KEY_LABEL)
+
+    def record(
+        self,
+        session: Session,
+        *,
+        actor: Actor | str,
+        action: str,
+        target: str = "",
+        outcome: str = "success",
+        details: dict[str, Any] | None = None,
+    ) -> AuditRecord:
+        """Append one entry inside the caller's transaction (commit happens with the change)."""
+        actor_ref = actor.ref if isinstance(actor, Actor) else actor
+        head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+        if head is None:
+            head = AuditHead(id=1, seq=0, hash=GENESIS)
+            session.add(head)
+        seq = head.seq + 1
+        at = clock.now().astimezone(UTC).isoformat(timespec="microseconds")
+        masked = mask_value(details or {})
+        details_json = canonical(masked)
+        digest = entry_hash(
+            seq=seq, at=at, actor=actor_ref, action=action, target=str(target), outcome=outcome, details=details_json, prev_hash=head.hash
+        )
+        session.add(
+            AuditEntry(
+                seq=seq, at=at, actor=actor_ref, action=action, target=str(target), outcome=outcome, details=details_json, prev_hash=head.hash, hash=digest
+            )
+        )
+        head.seq = seq
+        head.hash = digest
+        if self._token is not None and seq % self.checkpoint_every == 0:
+            self._sign_checkpoint(session, seq, digest)
+        return AuditRecord(seq, at, actor_ref, action, str(target), outcome, masked, digest)
+
+    def _sign_checkpoint(self, session: Session, seq: int, digest: str) -> None:
+        assert self._token is not None
+        key = self._token.key(AUDIT_KEY_LABEL)
+        signature = key.sign(_checkpoint_message(seq, digest), ec.ECDSA(hashes.SHA256()))
+        session.add(
+            AuditCheckpoint(
+                seq=seq,
+                hash=digest,
+                at=clock.now().astimezone(UTC).isoformat(timespec="microseconds"),
+                key_label=AUDIT_KEY_LABEL,
+                signature=signature,
+            )
+        )
+
+    def checkpoint(self, db: Database) -> int | None:
+        """Sign a checkpoint at the current head if it has none (shutdown, `eauth audit verify`)."""
+        if self._token is None:
+            return None
+        with db.transaction() as session:
+            head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+            if head is None or head.seq == 0:
+                return None
+            if session.get(AuditCheckpoint, head.seq) is not None:
+                return head.seq
+            self._sign_checkpoint(session, head.seq, head.hash)
+            return head.seq
+
+    def verify(self, db: Database, *, batch: int = 5000) -> VerifyResult:
+        """Recompute the chain from genesis; check each checkpoint's signature and hash."""
+        public = None
+        if self._token is not None and self._token.has_key(AUDIT_KEY_LABEL):
+            public = self._token.key(AUDIT_KEY_LABEL).public_key()
+        prev = GENESIS
+        expected_seq = 1
+        count = 0
+        hashes_at: dict[int, str] = {}
+        with db.read() as session:
+            checkpoints = list(session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)).scalars())
+            wanted = {c.seq for c in checkpoints}
+            last_seq = 0
+            while True:
+                rows = list(
+                    session.execute(select(AuditEntry).where(AuditEntry.seq > last_seq).order_by(AuditEntry.seq).limit(batch)).scalars()
+                )
+                if not rows:
+                    break
+                for row in rows:
+                    if row.seq != expected_seq:
+                        reason = "entry missing (deleted)" if row.seq > expected_seq else "entry out of order"
+                        return VerifyResult(False, count, 0, expected_seq, reason)
+                    if row.prev_hash != prev:
+                        return VerifyResult(False, count, 0, row.seq, "previous-hash link broken (entry inserted or altered)")
+                    digest = entry_hash(
+                        seq=row.seq,
+                        at=row.at,
+                        actor=row.actor,
+                        action=row.action,
+                        target=row.target,
+                        outcome=row.outcome,
+                        details=row.details,
+                        prev_hash=row.prev_hash,
+                    )
+                    if digest != row.hash:
+                        return VerifyResult(False, count, 0, row.seq, "entry content does not match its hash (altered)")
+                    if row.seq in wanted:
+                        hashes_at[row.seq] = digest
+                    prev = digest
+                    expected_seq += 1
+                    count += 1
+                    last_seq = row.seq
+            head = session.get(AuditHead, 1)
+            if head is not None and (head.seq != count or head.hash != prev):
+                return VerifyResult(False, count, 0, min(head.seq, count) + 1, "chain head does not match the last entry (tail deleted)")
+        for cp in checkpoints:
+            if cp.seq not in hashes_at or hashes_at[cp.seq] != cp.hash:
+                return VerifyResult(False, count, len(checkpoints), cp.seq, "checkpoint does not match the chain")
+            if public is None:
+                return VerifyResult(False, count, len(checkpoints), cp.seq, "checkpoint key missing from the token")
+            try:
+                public.verify(cp.signature, _checkpoint_message(cp.seq, cp.hash), ec.ECDSA(hashes.SHA256()))
+            except InvalidSignature:
+                return VerifyResult(False, count, len(checkpoints), cp.seq, "checkpoint signature invalid")
+        return VerifyResult(True, count, len(checkpoints))
+
+
+def search(
+    session: Session,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    before_seq: int | None = None,
+) -> list[AuditRecord]:
+    """Newest first, keyset-paginated by ``before_seq``."""
+    q = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(min(limit, 1000))
+    if action:
+        q = q.where(AuditEntry.action.like(action.replace("*", "%")))
+    if actor:
+        q = q.where(AuditEntry.actor == actor)
+    if target:
+        q = q.where(AuditEntry.target == target)
+    if since:
+        q = q.where(AuditEntry.at >= since.astimezone(UTC).isoformat(timespec="microseconds"))
+    if until:
+        q = q.where(AuditEntry.at < until.astimezone(UTC).isoformat(timespec="microseconds"))
+    if before_seq:
+        q = q.where(AuditEntry.seq < before_seq)
+    return [
+        AuditRecord(r.seq, r.at, r.actor, r.action, r.target, r.outcome, json.loads(r.details), r.hash)
+        for r in session.execute(q).scalars()
+    ]

@@ -1,0 +1,172 @@
+"""Database: SQLAlchemy 2 engine and sessions, SQLite (WAL) or PostgreSQL (psycopg 3), Alembic.
+
+Each package owns its tables (``<pkg>/models.py``) and its migrations (``<pkg>/migrations/``, an
+Alembic branch labelled with the package name). ``upgrade`` applies every branch to ``heads``; the
+app refuses to start while any head is missing (``require_migrated``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from core.errors import Kind, Problem
+
+# Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Packages whose migrations form the schema, lowest layer first.
+MIGRATION_PACKAGES = ("core", "identity", "ca", "signing", "auth_service", "admin")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=pool_size, max_overflow=20)
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, emit BEGIN (pysqlite's implicit transactions break
+        # BEGIN IMMEDIATE below).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Write transactions take the write lock up front: a deferred transaction that reads and
+        # then writes can fail with SQLITE_BUSY without waiting (the audit chain reads its head
+        # first). Read-only sessions stay deferred so WAL readers never wait for a writer.
+        if conn.get_execution_options().get("eauth_readonly"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """An engine and its session factory. ``transaction()`` is the unit of work."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = sessionmaker(self.engine.execution_options(eauth_readonly=True), expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: committed on success, rolled back on any exception."""
+        with translate_db_errors(), self.sessions.begin() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads (no commit)."""
+        with translate_db_errors(), self.read_sessions() as session:
+            yield session
+
+    def ping(self) -> None:
+        with translate_db_errors(), self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextlib.contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """A database that cannot be reached becomes a 503 problem, not a traceback."""
+    try:
+        yield
+    except OperationalError as exc:
+        message = str(exc.orig) if exc.orig is not None else str(exc)
+        if "readonly" in message or "read-only" in message:
+            raise Problem(Kind.UNAVAILABLE, "db.readonly", "the database is read-only") from exc
+        if "locked" in message:
+            raise Problem(Kind.UNAVAILABLE, "db.locked", "the database is busy; retry") from exc
+        raise Problem(Kind.UNAVAILABLE, "db.unavailable", "the database is unavailable") from exc
+
+
+# -- migrations ---------------------------------------------------------------------------------
+
+
+def _alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    locations = []
+    for pkg in MIGRATION_PACKAGES:
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or spec.submodule_search_locations is None:
+            continue
+        for root in spec.submodule_search_locations:
+            versions = Path(root) / "migrations" / "versions"
+            if versions.is_dir():
+                locations.append(str(versions))
+    cfg.set_main_option("version_locations", " ".join(locations))
+    cfg.set_main_option("path_separator", "space")
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(db: Database) -> None:
+    """Apply every package's migrations (all branch heads)."""
+    from alembic import command
+
+    cfg = _alembic_config(db.url)
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "heads")
+
+
+def pending_heads(db: Database) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(db.url))
+    with translate_db_errors(), db.engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    wanted = set(script.get_heads())
+    # alembic_version keeps only the tips; a head reached through ``depends_on`` counts as applied.
+    applied = {rev.revision for rev in script.revision_map.iterate_revisions(tuple(current), "base")} if current else set()
+    return wanted - applied
+
+
+def require_migrated(db: Database) -> None:
+    missing = pending_heads(db)
+    if missing:
+        raise Problem(
+            Kind.UNAVAILABLE,
+            "db.not_migrated",
+            f"the database schema is not up to date (missing {', '.join(sorted(missing))}); run `eauth init`",
+        )

@@ -1,0 +1,1 @@
+"""Composition root: runtime, app factory, CLI, scheduler."""

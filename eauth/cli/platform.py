@@ -1,0 +1,150 @@
+"""Platform commands: init, serve, audit verify, backup/restore, vault rotation, settings."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+
+import admin.bootstrap
+import auth_service.bootstrap
+import ca.bootstrap
+import signing.bootstrap
+from core.db import upgrade
+from core.runtime import Runtime
+from core.security import Actor
+from core.settings import load_settings
+from eauth import backup as backup_mod
+from eauth.cli import app, emit
+from eauth.runtime import build_runtime
+
+audit_app = typer.Typer(no_args_is_help=True, help="Tamper-evident audit log")
+vault_app = typer.Typer(no_args_is_help=True, help="PII vault keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(vault_app, name="vault")
+
+# Package bootstraps, lowest layer first (the CA must exist before seals and the console).
+BOOTSTRAPS = (ca.bootstrap, signing.bootstrap, auth_service.bootstrap, admin.bootstrap)
+
+
+@contextlib.contextmanager
+def runtime(*, create: bool = False) -> Iterator[Runtime]:
+    rt = build_runtime(create=create)
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def initialise(rt: Runtime) -> list[str]:
+    """Everything `eauth init` does, idempotent: schema, platform keys, then each package."""
+    actor = Actor.cli()
+    upgrade(rt.db)
+    rt.audit.ensure_key()
+    rt.vault.ensure_keys()
+    lines: list[str] = []
+    for module in BOOTSTRAPS:
+        lines.extend(module.initialise(rt, actor))
+    return lines
+
+
+@app.command()
+def init() -> None:
+    """Create the token, schema, platform keys, CA hierarchy and first administrator (idempotent)."""
+    with runtime(create=True) as rt:
+        lines = initialise(rt)
+        emit({"home": str(rt.settings.home.resolve()), "messages": lines}, "\n".join([f"eAuth home: {rt.settings.home.resolve()}", *lines]))
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes (each with its own HSM sessions)."),
+    only: str = typer.Option("", help="Serve only these components, e.g. 'ocsp,crl'."),
+) -> None:
+    """Serve the platform over HTTP."""
+    import uvicorn
+
+    if only:
+        os.environ["EAUTH_SERVE_ONLY"] = only
+    settings = load_settings()
+    with runtime() as rt:  # fail fast (token, schema) before forking workers
+        from core.db import require_migrated
+
+        require_migrated(rt.db)
+    home = settings.home.resolve()
+    typer.echo(f"eAuth listening on http://{host}:{port}  (public URL {settings.public_url})", err=True)
+    typer.echo(f"  console:      {settings.public_url}/admin", err=True)
+    typer.echo(f"  health:       {settings.public_url}/health", err=True)
+    credentials = home / "secrets" / "bootstrap-admin.txt"
+    if credentials.exists():
+        typer.echo(f"  first administrator's one-time credentials: {credentials} (mode 0600)", err=True)
+    uvicorn.run(
+        "eauth.app:factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        timeout_keep_alive=5,
+    )
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain and check the HSM-signed checkpoints."""
+    with runtime() as rt:
+        result = rt.audit.verify(rt.db)
+    if result.ok:
+        emit(result.as_dict(), f"audit chain OK: {result.entries} entries, {result.checkpoints} checkpoints verified")
+        return
+    emit(result.as_dict(), f"audit chain BROKEN at entry {result.first_broken_seq}: {result.reason}")
+    raise SystemExit(8)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign a checkpoint at the current head now."""
+    with runtime() as rt:
+        seq = rt.audit.checkpoint(rt.db)
+    emit({"seq": seq}, f"checkpoint at entry {seq}")
+
+
+@vault_app.command("rotate")
+def vault_rotate() -> None:
+    """Create a new PII data key and re-encrypt every personal field under it."""
+    from identity.service import reencrypt_all
+
+    with runtime() as rt, rt.db.transaction() as db:
+        key_id = rt.vault.rotate(db)
+        count = reencrypt_all(rt, db)
+        rt.audit.record(db, actor=Actor.cli(), action="vault.rotate", target=f"vault_key:{key_id}", details={"reencrypted": count})
+    emit({"key_id": key_id, "reencrypted": count}, f"new data key {key_id}; {count} fields re-encrypted")
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Show the effective settings (secrets masked)."""
+    emit(load_settings().redacted())
+
+
+@app.command()
+def backup(directory: Path = typer.Argument(..., help="Empty or new directory for the backup.")) -> None:
+    """Consistent snapshot of database, token directory and configuration, with a signed manifest."""
+    with runtime() as rt:
+        manifest = backup_mod.create_backup(rt, directory)
+    emit(manifest, f"backup written to {directory} ({len(manifest['files'])} files)")
+
+
+@app.command()
+def restore(directory: Path = typer.Argument(..., help="A directory written by `eauth backup`.")) -> None:
+    """Restore a backup into an empty $EAUTH_HOME; refuses a tampered backup."""
+    settings = load_settings()
+    result = backup_mod.restore_backup(settings, directory)
+    emit(result, f"restored {result['files']} files into {settings.home.resolve()}; audit chain OK ({result['audit_entries']} entries)")

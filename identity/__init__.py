@@ -1,0 +1,1 @@
+"""Persons, organisations, departments, staff memberships, operators: one identity per ID number / USCC."""

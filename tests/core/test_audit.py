@@ -1,0 +1,87 @@
+"""The audit chain detects an altered, deleted or inserted entry at the exact entry."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select, update
+
+from core.audit import AuditCheckpoint, AuditEntry, AuditHead, entry_hash
+from core.security import Actor
+
+
+def _append(rt, n: int) -> None:  # type: ignore[no-untyped-def]
+    for i in range(n):
+        with rt.db.transaction() as s:
+            rt.audit.record(s, actor=Actor.cli(), action="test.event", target=f"t:{i}", details={"i": i, "phone": "13812345678"})
+
+
+def test_chain_verifies_and_checkpoints_are_signed(fresh_rt) -> None:  # type: ignore[no-untyped-def]
+    rt = fresh_rt
+    _append(rt, 120)
+    result = rt.audit.verify(rt.db)
+    assert result.ok, result
+    assert result.checkpoints >= 2  # checkpoint_every=50 in tests
+    with rt.db.read() as s:
+        details = [e.details for e in s.execute(select(AuditEntry).where(AuditEntry.action == "test.event")).scalars()]
+    assert all("13812345678" not in d and "138****5678" in d for d in details)
+
+
+def test_altered_entry_is_found_exactly(fresh_rt) -> None:  # type: ignore[no-untyped-def]
+    rt = fresh_rt
+    _append(rt, 10)
+    with rt.db.read() as s:
+        target = s.execute(select(AuditEntry).where(AuditEntry.action == "test.event").order_by(AuditEntry.seq).offset(4)).scalars().first()
+        seq = target.seq
+    with rt.db.transaction() as s:
+        s.execute(update(AuditEntry).where(AuditEntry.seq == seq).values(outcome="failure"))
+    result = rt.audit.verify(rt.db)
+    assert not result.ok and result.first_broken_seq == seq and "altered" in (result.reason or "")
+
+
+def test_deleted_entry_is_found_exactly(fresh_rt) -> None:  # type: ignore[no-untyped-def]
+    rt = fresh_rt
+    _append(rt, 10)
+    with rt.db.read() as s:
+        seq = s.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc()).offset(3)).scalars().first()
+    with rt.db.transaction() as s:
+        s.execute(delete(AuditEntry).where(AuditEntry.seq == seq))
+    result = rt.audit.verify(rt.db)
+    assert not result.ok and result.first_broken_seq == seq and "deleted" in (result.reason or "")
+
+
+def test_inserted_entry_is_found_exactly(fresh_rt) -> None:  # type: ignore[no-untyped-def]
+    """A forger who renumbers the tail to insert a plausible entry still breaks the link after it."""
+    rt = fresh_rt
+    _append(rt, 6)
+    with rt.db.transaction() as s:
+        rows = list(s.execute(select(AuditEntry).order_by(AuditEntry.seq.desc())).scalars())
+        last, before = rows[0], rows[1]
+        # move the last entry one up and put a forged entry (correctly hashed on its predecessor) in its place
+        forged_seq = last.seq
+        s.execute(delete(AuditEntry).where(AuditEntry.seq == last.seq))
+        s.flush()
+        s.add(AuditEntry(seq=last.seq + 1, at=last.at, actor=last.actor, action=last.action, target=last.target,
+                         outcome=last.outcome, details=last.details, prev_hash=last.prev_hash, hash=last.hash))
+        fields = dict(seq=forged_seq, at=before.at, actor="operator:mallory", action="ca.cert.issue", target="cert:1", outcome="success", details="{}", prev_hash=before.hash)
+        s.add(AuditEntry(**fields, hash=entry_hash(**fields)))
+        s.execute(update(AuditHead).values(seq=last.seq + 1))
+    result = rt.audit.verify(rt.db)
+    assert not result.ok and result.first_broken_seq == forged_seq + 1
+
+
+def test_rewritten_chain_fails_checkpoint_signature(fresh_rt) -> None:  # type: ignore[no-untyped-def]
+    """Rehashing the whole chain after an edit is caught by the HSM-signed checkpoints."""
+    rt = fresh_rt
+    _append(rt, 60)
+    with rt.db.transaction() as s:
+        rows = list(s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+        rows[2].outcome = "failure"
+        prev = rows[1].hash
+        for row in rows[2:]:
+            row.prev_hash = prev
+            row.hash = entry_hash(seq=row.seq, at=row.at, actor=row.actor, action=row.action, target=row.target, outcome=row.outcome, details=row.details, prev_hash=prev)
+            prev = row.hash
+        s.execute(update(AuditHead).values(hash=prev))
+        first_cp = s.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)).scalars().first()
+        first_cp_seq = first_cp.seq
+    result = rt.audit.verify(rt.db)
+    assert not result.ok and result.first_broken_seq == first_cp_seq and "checkpoint" in (result.reason or "")

@@ -167,7 +167,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 def rt(backend: str, token_pool: TokenPool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The shared initialised platform for ``backend``."""
     home = tmp_path_factory.mktemp(f"home-{backend}")
-    with platform(backend, home, token_pool, public_url="http://127.0.0.1:8000") as runtime:
+    # The live server (fixture ``live``) listens on this port, so the URLs baked into certificates
+    # (AIA, CDP), the OIDC issuer and QR codes all point at the platform under test.
+    with platform(backend, home, token_pool, public_url=f"http://127.0.0.1:{free_port()}") as runtime:
         yield runtime
 
 
@@ -207,10 +209,10 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def serve_app(app: object) -> Iterator[LiveServer]:
+def serve_app(app: object, port: int | None = None) -> Iterator[LiveServer]:
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -232,7 +234,9 @@ def live(rt) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
     """The whole app over real HTTP on loopback, for the shared platform."""
     from eauth.app import create_app
 
-    with serve_app(create_app(rt)) as server:
+    from urllib.parse import urlsplit
+
+    with serve_app(create_app(rt), port=urlsplit(rt.settings.public_url).port) as server:
         yield server
 
 

@@ -53,6 +53,7 @@ def main() -> None:
     from eauth.cli import ca as _ca  # noqa: F401
     from eauth.cli import identity as _identity  # noqa: F401
     from eauth.cli import platform as _platform  # noqa: F401
+    from eauth.cli import revocation as _revocation  # noqa: F401
     from eauth.cli import signing as _signing  # noqa: F401
     from eauth.cli import sso as _sso  # noqa: F401
 

@@ -1,4 +1,4 @@
-"""HTTP routes of this package (mounted by ``eauth.app``)."""
+"""Routes (see ca/web/__init__.py)."""
 
 from __future__ import annotations
 
@@ -10,4 +10,4 @@ router = APIRouter()
 
 
 def setup(rt: Runtime) -> None:
-    """Per-process start-up for this package's routes (caches, verifiers)."""
+    """Per-process start-up."""

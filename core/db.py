@@ -84,9 +84,19 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: committed on success, rolled back on any exception."""
-        with translate_db_errors(), self.sessions.begin() as session:
-            yield session
+        """One unit of work: committed on success, rolled back on any exception.
+
+        A use case may ``session.commit()`` at an intermediate point it must make durable before a
+        side effect (certificate issuance commits the reserved serial before the HSM signs, as
+        Boulder does); work after that point is again committed or rolled back here.
+        """
+        with translate_db_errors(), self.sessions() as session:
+            try:
+                yield session
+            except BaseException:
+                session.rollback()
+                raise
+            session.commit()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:

@@ -42,6 +42,11 @@ class Settings(BaseModel):
 
     serve_only: list[str] = []  # `eauth serve --only ocsp,crl`
 
+    # Reliability (core.ratelimit, core.metrics)
+    rate_limit_backend: Literal["memory", "database"] = "memory"
+    rate_limits: list[str] = []  # overrides by area: "login=50/60,otp_send=off"
+    metrics_token: SecretStr | None = None  # bearer token for /metrics; without it, loopback only
+
     # CA
     ca_issuing_name: str = "public-service"
     ca_key_spec: str = "ec-p256"
@@ -63,6 +68,14 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: list[str]) -> list[str]:
+        from core.ratelimit import parse_overrides
+
+        parse_overrides(value)
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -205,8 +205,7 @@ class HsmEcPrivateKey(_TokenKey, ec.EllipticCurvePrivateKey):
 
     def sign_digest_raw(self, digest: bytes) -> bytes:
         """ECDSA over a digest; returns the raw ``r || s`` form (JWS ES256/ES384, RFC 7518 §3.4)."""
-        self._token.check_fault("sign")
-        with translate_pkcs11_error(f"sign with {self.label}", label=self.label), self._token.session() as sess:
+        with self._token.operation("sign"), translate_pkcs11_error(f"sign with {self.label}", label=self.label), self._token.session() as sess:
             return self._private_object(sess).sign(digest, mechanism=Mechanism.ECDSA)
 
     def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
@@ -237,8 +236,7 @@ class HsmRsaPrivateKey(_TokenKey, rsa.RSAPrivateKey):
 
     def sign(self, data: bytes, padding_: Any, algorithm: Any) -> bytes:
         digest, name = _digest(data, algorithm)
-        self._token.check_fault("sign")
-        with translate_pkcs11_error(f"sign with {self.label}", label=self.label), self._token.session() as sess:
+        with self._token.operation("sign"), translate_pkcs11_error(f"sign with {self.label}", label=self.label), self._token.session() as sess:
             key = self._private_object(sess)
             if isinstance(padding_, padding.PKCS1v15):
                 return key.sign(_DIGEST_INFO[name] + digest, mechanism=Mechanism.RSA_PKCS)
@@ -265,16 +263,14 @@ class HsmSecretKey:
     def wrap(self, plaintext: bytes, *, aad: bytes = b"") -> bytes:
         """AES-256-GCM inside the token. Output: 12-byte nonce || ciphertext || tag."""
         nonce = os.urandom(12)
-        self._token.check_fault("wrap")
-        with translate_pkcs11_error(f"wrap with {self.label}", label=self.label), self._token.session() as sess:
+        with self._token.operation("wrap"), translate_pkcs11_error(f"wrap with {self.label}", label=self.label), self._token.session() as sess:
             sealed = self._object(sess).encrypt(plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad or None, 128))
         return nonce + sealed
 
     def unwrap(self, blob: bytes, *, aad: bytes = b"") -> bytes:
         if len(blob) < 12 + 16:
             raise HsmError(HsmErrorKind.REFUSED, "wrapped blob is too short", label=self.label)
-        self._token.check_fault("unwrap")
-        with translate_pkcs11_error(f"unwrap with {self.label}", label=self.label), self._token.session() as sess:
+        with self._token.operation("unwrap"), translate_pkcs11_error(f"unwrap with {self.label}", label=self.label), self._token.session() as sess:
             return self._object(sess).decrypt(blob[12:], mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(blob[:12], aad or None, 128))
 
     def __repr__(self) -> str:

@@ -19,6 +19,7 @@ import os
 import queue
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,11 +106,14 @@ class Token:
 
     ``fault_hook`` (tests, drills) is called with the operation name before every token call; it may
     raise :class:`HsmError` to simulate CKR_DEVICE_ERROR, a removed token, etc.
+    ``observer`` (metrics) is called after every observed call with ``(operation, seconds, ok)``;
+    it lets ``core.metrics`` time the token without this package importing anything above it.
     """
 
     def __init__(self, config: TokenConfig) -> None:
         self.config = config
         self.fault_hook: Callable[[str], None] | None = None
+        self.observer: Callable[[str, float, bool], None] | None = None
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._created = 0
         self._create_lock = threading.Lock()
@@ -202,6 +206,22 @@ class Token:
         if self.fault_hook is not None:
             self.fault_hook(operation)
 
+    @contextlib.contextmanager
+    def operation(self, name: str) -> Iterator[None]:
+        """One token call: the fault hook first, then the call, timed for ``observer`` (the time
+        includes waiting for the module lock: that is the latency callers see)."""
+        observer = self.observer
+        start = time.perf_counter()
+        ok = False
+        try:
+            self.check_fault(name)
+            yield
+            ok = True
+        finally:
+            if observer is not None:
+                with contextlib.suppress(Exception):
+                    observer(name, time.perf_counter() - start, ok)
+
     def close(self) -> None:
         self._closed = True
         while True:
@@ -218,8 +238,7 @@ class Token:
 
     def ping(self) -> dict[str, Any]:
         """Reachability check for /health: a round trip to the token."""
-        self.check_fault("ping")
-        with translate_pkcs11_error("ping"), self.session() as sess:
+        with self.operation("ping"), translate_pkcs11_error("ping"), self.session() as sess:
             sess.generate_random(64)
         return {"label": self.config.label, "module": os.path.basename(self.config.module)}
 
@@ -229,7 +248,6 @@ class Token:
         """Generate a key inside the token: sensitive, never extractable, private, labelled ``label``."""
         if self.has_key(label):
             raise HsmError(HsmErrorKind.KEY_EXISTS, f"a key labelled {label!r} already exists", label=label)
-        self.check_fault("generate")
         key_id = hashlib.sha256(label.encode()).digest()[:16]
         private_template = {
             Attribute.SENSITIVE: True,
@@ -238,7 +256,7 @@ class Token:
             Attribute.TOKEN: True,
             Attribute.MODIFIABLE: False,
         }
-        with translate_pkcs11_error(f"generate {label}", label=label), self.session() as sess:
+        with self.operation("generate"), translate_pkcs11_error(f"generate {label}", label=label), self.session() as sess:
             if spec.algorithm == "EC":
                 params = sess.create_domain_parameters(
                     KeyType.EC,
@@ -296,8 +314,7 @@ class Token:
         cached = self._key_cache.get(label)
         if cached is not None:
             return cached
-        self.check_fault("find")
-        with translate_pkcs11_error(f"find key {label}", label=label), self.session() as sess:
+        with self.operation("find"), translate_pkcs11_error(f"find key {label}", label=label), self.session() as sess:
             objects = list(sess.get_objects({Attribute.LABEL: label}))
             private = next((o for o in objects if o.object_class == ObjectClass.PRIVATE_KEY), None)
             secret = next((o for o in objects if o.object_class == ObjectClass.SECRET_KEY), None)

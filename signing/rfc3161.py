@@ -1,0 +1,303 @@
+"""Time-Stamp Protocol (RFC 3161, with the ESSCertIDv2 update of RFC 5816).
+
+``TimestampAuthority.respond(query_der)`` turns a ``TimeStampReq`` into a ``TimeStampResp``:
+a granted token signed in the HSM, or a ``rejection`` with the ``PKIFailureInfo`` bit that names the
+problem (§2.4.2) — it never raises for bad input, so ``POST /tsa`` never answers 500 to a client.
+
+Tokens are built with the DER writers of :mod:`signing.der` from parts computed once per unit
+(certificate hash, issuer/serial, the ``signingCertificateV2`` attribute), so the per-token work is
+one hash, one HSM signature and some byte concatenation.
+
+Serial numbers (§2.4.2: "unique for each TimeStampToken issued by a given TSA") are
+``(microseconds since the epoch << 20) | instance``: strictly increasing within a process (a
+repeated microsecond borrows the next one), ordered by time across processes, and unique because
+every issuing process registers its own instance number in the database first.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from asn1crypto import cms, tsp
+from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from core import clock
+from signing import der
+
+# id-ct-TSTInfo (RFC 3161 §2.4.2), CMS OIDs (RFC 5652), ESS (RFC 5035)
+OID_TST_INFO = "1.2.840.113549.1.9.16.1.4"
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
+OID_SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
+OID_SHA256 = "2.16.840.1.101.3.4.2.1"
+OID_ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+OID_RSA_SHA256 = "1.2.840.113549.1.1.11"
+
+# Message-imprint algorithms we timestamp, with their digest lengths. SHA-1 and MD5 are refused
+# (badAlg): a timestamp over a collidable digest proves nothing.
+ACCEPTED_HASHES = {
+    "2.16.840.1.101.3.4.2.1": ("sha256", 32),
+    "2.16.840.1.101.3.4.2.2": ("sha384", 48),
+    "2.16.840.1.101.3.4.2.3": ("sha512", 64),
+    "2.16.840.1.101.3.4.2.8": ("sha3_256", 32),
+    "2.16.840.1.101.3.4.2.9": ("sha3_384", 48),
+    "2.16.840.1.101.3.4.2.10": ("sha3_512", 64),
+}
+NAMES_TO_OID = {name: dotted for dotted, (name, _) in ACCEPTED_HASHES.items()}
+
+MAX_NONCE_BITS = 512
+MAX_QUERY_BYTES = 8192
+
+
+class Failure(enum.IntEnum):
+    """PKIFailureInfo bits (RFC 3161 §2.4.2)."""
+
+    BAD_ALG = 0
+    BAD_REQUEST = 2
+    BAD_DATA_FORMAT = 5
+    TIME_NOT_AVAILABLE = 14
+    UNACCEPTED_POLICY = 15
+    UNACCEPTED_EXTENSION = 16
+    ADD_INFO_NOT_AVAILABLE = 17
+    SYSTEM_FAILURE = 25
+
+    @property
+    def code(self) -> str:
+        return "tsa." + self.name.lower()
+
+
+class TimestampRejected(Exception):
+    """A query we refuse; ``respond`` turns it into a ``rejection`` response."""
+
+    def __init__(self, failure: Failure, text: str) -> None:
+        super().__init__(text)
+        self.failure = failure
+        self.text = text
+
+
+@dataclass(frozen=True)
+class TimestampQuery:
+    """A parsed, validated ``TimeStampReq``. ``imprint_der`` is echoed byte for byte (§2.4.2)."""
+
+    hash_name: str
+    hashed_message: bytes
+    imprint_der: bytes
+    policy: str | None
+    nonce: int | None
+    cert_req: bool
+
+
+def parse_query(body: bytes, *, policy: str) -> TimestampQuery:
+    """Parse and check a ``TimeStampReq`` (§2.4.1). Raises :class:`TimestampRejected`."""
+    if not body or len(body) > MAX_QUERY_BYTES:
+        raise TimestampRejected(Failure.BAD_DATA_FORMAT, "the query is empty or too large")
+    try:
+        req = tsp.TimeStampReq.load(body, strict=True)
+        version = req["version"].native
+        imprint = req["message_imprint"]
+        alg = imprint["hash_algorithm"]
+        alg_oid = alg["algorithm"].dotted
+        params = alg["parameters"].native
+        hashed = imprint["hashed_message"].native
+        req_policy = req["req_policy"].dotted if req["req_policy"].native is not None else None
+        nonce = req["nonce"].native
+        cert_req = bool(req["cert_req"].native)
+        has_extensions = req["extensions"].native is not None
+        imprint_der = imprint.dump()
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise TimestampRejected(Failure.BAD_DATA_FORMAT, f"the query is not a DER TimeStampReq: {type(exc).__name__}") from None
+    if version != "v1" and version != 1:
+        raise TimestampRejected(Failure.BAD_REQUEST, "only version 1 queries are supported")
+    if alg_oid not in ACCEPTED_HASHES:
+        raise TimestampRejected(Failure.BAD_ALG, f"unsupported message imprint algorithm {alg_oid}")
+    if params is not None:
+        raise TimestampRejected(Failure.BAD_ALG, "hash algorithm parameters must be absent or NULL")
+    name, size = ACCEPTED_HASHES[alg_oid]
+    if not isinstance(hashed, bytes) or len(hashed) != size:
+        raise TimestampRejected(Failure.BAD_DATA_FORMAT, f"the {name} imprint must be {size} bytes")
+    if req_policy is not None and req_policy != policy:
+        raise TimestampRejected(Failure.UNACCEPTED_POLICY, f"policy {req_policy} is not offered (only {policy})")
+    if has_extensions:
+        raise TimestampRejected(Failure.UNACCEPTED_EXTENSION, "request extensions are not supported")
+    if nonce is not None and (nonce < 0 or nonce.bit_length() > MAX_NONCE_BITS):
+        raise TimestampRejected(Failure.BAD_REQUEST, f"the nonce must be a non-negative integer of at most {MAX_NONCE_BITS} bits")
+    return TimestampQuery(name, hashed, imprint_der, req_policy, nonce, cert_req)
+
+
+def rejection(failure: Failure, text: str) -> bytes:
+    """``TimeStampResp`` with status ``rejection`` (2), a status string and the failure bit."""
+    status = der.seq(der.integer(2), der.seq(der.utf8(text[:200])), der.bit_string_named([int(failure)]))
+    return der.seq(status)
+
+
+class TimeStampResp(asn1_core.Sequence):
+    """asn1crypto's ``TimeStampResp`` makes ``timeStampToken`` mandatory; RFC 3161 §2.4.2 says
+    OPTIONAL (absent in every rejection)."""
+
+    _fields = [("status", tsp.PKIStatusInfo), ("time_stamp_token", cms.ContentInfo, {"optional": True})]
+
+
+def status_of(response_der: bytes) -> tuple[str, list[int]]:
+    """(PKIStatus name, failure bits) of a response (tests, API headers)."""
+    info = TimeStampResp.load(response_der)["status"]
+    fail_info = info["fail_info"]
+    bits: list[int] = []
+    if fail_info.native is not None:
+        raw = fail_info.contents
+        unused, data = raw[0], raw[1:]
+        bits = [i for i in range(len(data) * 8 - unused) if (data[i // 8] >> (7 - i % 8)) & 1]
+    return info["status"].native, bits
+
+
+class SerialClock:
+    """Monotonic, unique serial numbers for one issuing process (see the module docstring)."""
+
+    INSTANCE_BITS = 20
+
+    def __init__(self, instance: int) -> None:
+        if not 0 <= instance < (1 << self.INSTANCE_BITS):
+            raise ValueError(f"instance must fit in {self.INSTANCE_BITS} bits")
+        self.instance = instance
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self, at: datetime) -> tuple[int, datetime]:
+        """(serial, genTime): genTime moves with the serial when a microsecond is borrowed."""
+        micros = int((at - _EPOCH) / timedelta(microseconds=1))
+        with self._lock:
+            if micros <= self._last:
+                micros = self._last + 1
+            self._last = micros
+        return (micros << self.INSTANCE_BITS) | self.instance, _EPOCH + timedelta(microseconds=micros)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class TimestampAuthority:
+    """One timestamp unit: its HSM key, its certificate (and chain), policy and accuracy."""
+
+    def __init__(
+        self,
+        *,
+        key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+        cert_der: bytes,
+        chain_der: list[bytes],
+        policy: str,
+        accuracy_ms: int,
+        instance: int,
+    ) -> None:
+        self.key = key
+        self.cert_der = cert_der
+        self.cert = asn1_x509.Certificate.load(cert_der)
+        self.chain_der = list(chain_der)
+        self.policy = policy
+        self.serials = SerialClock(instance)
+        self._is_ec = isinstance(key, ec.EllipticCurvePrivateKey)
+        # -- parts fixed for the unit, encoded once --------------------------------------------
+        self._policy_der = der.oid(policy)
+        seconds, millis = divmod(accuracy_ms, 1000)
+        acc = (der.integer(seconds) if seconds else b"") + (der.tlv(0x80, der.integer(millis)[2:]) if millis else b"")
+        self._accuracy_der = der.seq(acc)
+        name_der = self.cert["tbs_certificate"]["subject"].dump()
+        self._tsa_name_der = der.explicit(0, der.explicit(4, name_der))
+        issuer_der = self.cert["tbs_certificate"]["issuer"].dump()
+        serial_der = der.integer(self.cert.serial_number)
+        self._sid_der = der.seq(issuer_der, serial_der)
+        ess_cert_id_v2 = der.seq(  # hashAlgorithm DEFAULT sha256 is omitted (DER, RFC 5035 §5.4.1.1)
+            der.octet_string(hashlib.sha256(cert_der).digest()),
+            der.seq(der.seq(der.explicit(4, issuer_der)), serial_der),
+        )
+        self._signing_cert_attr = der.seq(der.oid(OID_SIGNING_CERTIFICATE_V2), der.set_of(der.seq(der.seq(ess_cert_id_v2))))
+        self._content_type_attr = der.seq(der.oid(OID_CONTENT_TYPE), der.set_of(der.oid(OID_TST_INFO)))
+        self._message_digest_oid = der.oid(OID_MESSAGE_DIGEST)
+        self._signing_time_oid = der.oid(OID_SIGNING_TIME)
+        self._sha256_alg = der.seq(der.oid(OID_SHA256))
+        self._sig_alg = der.seq(der.oid(OID_ECDSA_SHA256)) if self._is_ec else der.seq(der.oid(OID_RSA_SHA256), b"\x05\x00")
+        self._certs_der = der.tlv(0xA0, b"".join(sorted([cert_der, *self.chain_der])))  # [0] IMPLICIT SET OF
+        self._econtent_type = der.oid(OID_TST_INFO)
+        self._signed_data_oid = der.oid(OID_SIGNED_DATA)
+
+    # -- protocol ------------------------------------------------------------------------------
+
+    def respond(self, query_der: bytes) -> bytes:
+        """A ``TimeStampResp`` for any bytes: granted, or a rejection naming the failure."""
+        try:
+            query = parse_query(query_der, policy=self.policy)
+        except TimestampRejected as exc:
+            return rejection(exc.failure, exc.text)
+        return self.grant(query)
+
+    def grant(self, query: TimestampQuery) -> bytes:
+        token = self.token(query)
+        return der.seq(der.seq(der.integer(0)), token)
+
+    def token(self, query: TimestampQuery) -> bytes:
+        """The ``TimeStampToken`` (a CMS ``ContentInfo``) for a validated query."""
+        serial, gen_time = self.serials.next(clock.now())
+        tst_info = der.seq(
+            der.integer(1),
+            self._policy_der,
+            query.imprint_der,
+            der.integer(serial),
+            der.generalized_time(gen_time),
+            self._accuracy_der,
+            der.integer(query.nonce) if query.nonce is not None else b"",
+            self._tsa_name_der,
+        )
+        signed_attrs = der.set_of(
+            self._content_type_attr,
+            der.seq(self._signing_time_oid, der.set_of(der.utc_time(gen_time))),
+            der.seq(self._message_digest_oid, der.set_of(der.octet_string(hashlib.sha256(tst_info).digest()))),
+            self._signing_cert_attr,
+        )
+        signature = self._sign(signed_attrs)
+        signer_info = der.seq(
+            der.integer(1),
+            self._sid_der,
+            self._sha256_alg,
+            b"\xa0" + signed_attrs[1:],  # [0] IMPLICIT SET OF Attribute: same content, new tag
+            self._sig_alg,
+            der.octet_string(signature),
+        )
+        signed_data = der.seq(
+            der.integer(3),
+            der.tlv(0x31, self._sha256_alg),
+            der.seq(self._econtent_type, der.explicit(0, der.octet_string(tst_info))),
+            self._certs_der if query.cert_req else b"",
+            der.tlv(0x31, signer_info),
+        )
+        return der.seq(self._signed_data_oid, der.explicit(0, signed_data))
+
+    def _sign(self, data: bytes) -> bytes:
+        digest = hashlib.sha256(data).digest()
+        if self._is_ec:
+            raw_sign = getattr(self.key, "sign_digest_raw", None)
+            if raw_sign is not None:  # HSM key: the token signs the digest, we DER-encode r||s
+                raw = raw_sign(digest)
+                half = len(raw) // 2
+                return utils.encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+            return self.key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[call-arg, arg-type]
+        return self.key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[call-arg]
+
+
+def build_query(digest: bytes, hash_name: str = "sha256", *, nonce: int | None = None, cert_req: bool = True, policy: str | None = None) -> bytes:
+    """A ``TimeStampReq`` (clients, tests and the in-process timestamper)."""
+    imprint = der.seq(der.seq(der.oid(NAMES_TO_OID[hash_name])), der.octet_string(digest))
+    return der.seq(
+        der.integer(1),
+        imprint,
+        der.oid(policy) if policy else b"",
+        der.integer(nonce) if nonce is not None else b"",
+        der.boolean(True) if cert_req else b"",
+    )

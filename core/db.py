@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from core import metrics
 from core.errors import Kind, Problem
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
@@ -120,10 +121,13 @@ def translate_db_errors() -> Iterator[None]:
     except OperationalError as exc:
         message = str(exc.orig) if exc.orig is not None else str(exc)
         if "readonly" in message or "read-only" in message:
-            raise Problem(Kind.UNAVAILABLE, "db.readonly", "the database is read-only") from exc
-        if "locked" in message:
-            raise Problem(Kind.UNAVAILABLE, "db.locked", "the database is busy; retry") from exc
-        raise Problem(Kind.UNAVAILABLE, "db.unavailable", "the database is unavailable") from exc
+            code, detail = "db.readonly", "the database is read-only"
+        elif "locked" in message:
+            code, detail = "db.locked", "the database is busy; retry"
+        else:
+            code, detail = "db.unavailable", "the database is unavailable"
+        metrics.count_db_error(code)
+        raise Problem(Kind.UNAVAILABLE, code, detail, headers={"Retry-After": "2"}) from exc
 
 
 # -- migrations ---------------------------------------------------------------------------------

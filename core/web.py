@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core import metrics
 from core.errors import Kind, Problem, from_hsm
 from core.logs import request_id_var
 from core.runtime import Runtime
@@ -43,6 +44,7 @@ _STATUS_KINDS = {
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    metrics.count_problem(problem.status, problem.code)
     body = problem.to_dict(
         instance=request.url.path if request is not None else None,
         correlation_id=request_id_var.get() if problem.kind is Kind.INTERNAL else None,

@@ -14,7 +14,7 @@ import admin.web
 import auth_service.web
 import ca.web
 import signing.web
-from core import logs
+from core import logs, metrics
 from core.db import require_migrated
 from core.errors import Problem
 from core.runtime import Runtime
@@ -56,6 +56,7 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
     app.state.runtime = rt
     install(app, max_body=rt.settings.max_request_bytes)
     security_headers.install(app, https=rt.settings.public_url.startswith("https://"))
+    metrics.install(app, rt)
 
     @app.get("/health", tags=["platform"])
     def health() -> JSONResponse:

@@ -13,6 +13,7 @@ import admin.bootstrap
 import auth_service.bootstrap
 import ca.bootstrap
 import signing.bootstrap
+from core import metrics
 from core.db import upgrade
 from core.runtime import Runtime
 from core.security import Actor
@@ -77,6 +78,9 @@ def serve(
 
         require_migrated(rt.db)
     home = settings.home.resolve()
+    if workers > 1 and not os.environ.get(metrics.MULTIPROC_ENV):
+        # Workers are spawned fresh and inherit this: their samples meet in one directory.
+        metrics.prepare_multiprocess_dir(home / "run" / "metrics")
     typer.echo(f"eAuth listening on http://{host}:{port}  (public URL {settings.public_url})", err=True)
     typer.echo(f"  console:      {settings.public_url}/admin", err=True)
     typer.echo(f"  health:       {settings.public_url}/health", err=True)

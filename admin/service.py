@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -48,19 +48,10 @@ from core.security import Actor
 SUBJECT_KINDS = ("person", "org")
 MAINTENANCE_TYPES = ("renewal", "rekey", "modification", "revocation", "suspension", "resumption")
 NEEDS_CSR = ("new", "rekey")
-# RFC 5280 §5.3.1 reason names accepted for revocation requests.
-REVOCATION_REASONS = (
-    "unspecified",
-    "key_compromise",
-    "ca_compromise",
-    "affiliation_changed",
-    "superseded",
-    "cessation_of_operation",
-    "privilege_withdrawn",
-)
 DOCUMENT_TYPES = ("resident_id_card", "passport", "hk_macao_permit", "taiwan_permit", "foreign_permanent_residence", "business_licence", "authorisation_letter")
 CTX_EVIDENCE = "admin.evidence.number"
 MAX_COMMENT = 2000
+EXECUTION_CLAIM_SECONDS = 600
 
 
 def approvals_required(profile: str | None) -> int:
@@ -246,10 +237,22 @@ def _subject(db: Session, kind: str, subject_id: str) -> str:
     raise invalid("admin.invalid_subject_kind", "subject_kind must be person or org", subject_kind="person or org")
 
 
-def _certificate(rt: Runtime, db: Session, serial: str) -> Any:
+def _certificate(db: Session, serial: str) -> Any:
     from ca import service as ca_service
 
-    return ca_service.get_certificate(rt, db, serial)
+    return ca_service.get_certificate(db, serial)
+
+
+def _check_profile(profile: str, subject_kind: str) -> None:
+    """The profile exists, takes a CSR, and suits the kind of subject (the CA checks again)."""
+    from ca import profiles
+
+    prof = profiles.get_profile(profile)
+    if prof.internal:
+        raise Problem(Kind.FORBIDDEN, "ca.internal_profile", f"profile {profile} is only issued to keys generated in the platform's HSM")
+    wanted = "person" if prof.subject_kind in ("person", "staff") else "org"
+    if wanted != subject_kind:
+        raise invalid("admin.profile_subject_mismatch", f"profile {profile} is for a {wanted}, not a {subject_kind}", profile="does not suit the subject")
 
 
 def _check_csr(data: str | bytes) -> str:
@@ -308,7 +311,7 @@ def create_request(
     if type in MAINTENANCE_TYPES:
         if not target_serial:
             raise invalid("admin.serial_required", f"a {type} request names the certificate (target_serial)", target_serial="required")
-        cert = _certificate(rt, db, target_serial.strip().lower())
+        cert = _certificate(db, target_serial)
         target_serial = cert.serial
         if cert.subject_person_id:
             subject_kind, subject_id = "person", cert.subject_person_id
@@ -316,21 +319,24 @@ def create_request(
             subject_kind, subject_id = "org", cert.subject_org_id
         else:
             raise Problem(Kind.CONFLICT, "admin.certificate_without_subject", "this certificate has no registered subject")
-        profile = profile if type == "modification" and profile else cert.profile
+        profile = cert.profile
     else:
         target_serial = None
         if not subject_kind or not subject_id:
             raise invalid("admin.subject_required", "a new certificate needs a subject", subject_id="required")
         if not profile:
             raise invalid("admin.profile_required", "a new certificate needs a profile", profile="required")
-    if type in NEEDS_CSR or (csr and type in ("renewal", "modification")):
+        if subject_kind not in SUBJECT_KINDS:
+            raise invalid("admin.invalid_subject_kind", "subject_kind must be person or org", subject_kind="person or org")
+        _check_profile(profile, subject_kind)
+    if type in NEEDS_CSR:
         if not csr:
             raise invalid("admin.csr_required", f"a {type} request needs a CSR", csr="required")
         csr_pem = _check_csr(csr)
     if type == "revocation":
-        reason = (reason or "unspecified").strip()
-        if reason not in REVOCATION_REASONS:
-            raise invalid("admin.invalid_reason", f"reason must be one of {', '.join(REVOCATION_REASONS)}", reason="unknown reason")
+        from ca.revocation import parse_reason
+
+        reason = parse_reason(reason or "unspecified")
     elif reason is not None:
         reason = reason.strip()[:300] or None
     assert subject_kind is not None and subject_id is not None
@@ -465,6 +471,15 @@ def execute_request(rt: Runtime, db: Session, actor: Actor, request_id: str) -> 
     r = _load(db, request_id, lock=True)
     if r.state != APPROVED:
         raise Problem(Kind.CONFLICT, "admin.request_not_approved", f"request is {r.state}; only approved requests are executed")
+    # Claim the request before the CA commits mid-way (issuance makes its reserved serial durable):
+    # a second executor then sees the claim instead of issuing twice. A claim left by a process that
+    # died is released after EXECUTION_CLAIM_SECONDS.
+    if r.executed_at and not r.last_error:
+        age = (clock.now() - datetime.fromisoformat(r.executed_at)).total_seconds()
+        if age < EXECUTION_CLAIM_SECONDS:
+            raise Problem(Kind.CONFLICT, "admin.request_executing", "this request is being carried out; reload in a moment")
+    r.executed_at, r.last_error = _now(), None
+    db.flush()
     serial, ref = _carry_out(rt, db, actor, r)
     r.state, r.executed_at, r.updated_at = DONE, _now(), _now()
     r.result_serial, r.result_ref, r.last_error = serial, ref, None
@@ -476,6 +491,7 @@ def execute_request(rt: Runtime, db: Session, actor: Actor, request_id: str) -> 
 def record_execution_failure(rt: Runtime, db: Session, actor: Actor, request_id: str, problem: Problem) -> RequestView:
     r = _load(db, request_id, lock=True)
     r.last_error = f"{problem.code}: {mask_text(problem.detail)}"[:500]
+    r.executed_at = None
     r.updated_at = _now()
     _event(db, r, actor, "failed", r.last_error)
     rt.audit.record(db, actor=actor, action="admin.request.execute", target=f"request:{r.id}", outcome="failure", details={"code": problem.code})
@@ -508,37 +524,33 @@ def run_execution(rt: Runtime, actor: Actor, request_id: str) -> RequestView:
 
 
 def _carry_out(rt: Runtime, db: Session, actor: Actor, r: CertRequest) -> tuple[str | None, str | None]:
-    """Call the CA. Returns (certificate serial, maintenance record reference)."""
+    """Call the CA. Returns (certificate serial, maintenance link)."""
     from ca import revocation
     from ca import service as ca_service
 
-    dns = [n for n in (r.dns_names or "").split("\n") if n]
+    why = f"request {r.id}" + (f": {r.reason}" if r.reason else "")
     if r.type == "new":
         assert r.csr_pem is not None and r.profile is not None
-        issued = ca_service.issue_certificate(
-            rt, db, actor, profile=r.profile, csr=r.csr_pem.encode(), subject_id=r.subject_id, dns_names=dns
-        )
-        return issued.serial, getattr(issued, "maintenance_id", None)
-    assert r.target_serial is not None
-    if r.type in ("renewal", "rekey", "modification"):
-        kwargs: dict[str, Any] = {"reason": f"request {r.id}"}
-        if r.csr_pem:
-            kwargs["csr"] = r.csr_pem.encode()
-        if r.type == "modification":
-            if r.profile:
-                kwargs["profile"] = r.profile
-            if dns:
-                kwargs["dns_names"] = dns
-        fn = {"renewal": "renew_certificate", "rekey": "rekey_certificate", "modification": "modify_certificate"}[r.type]
-        issued = getattr(ca_service, fn)(rt, db, actor, r.target_serial, **kwargs)
-        return issued.serial, getattr(issued, "maintenance_id", None)
-    if r.type == "revocation":
-        revocation.revoke(rt, db, actor, r.target_serial, reason=r.reason or "unspecified")
-    elif r.type == "suspension":
-        revocation.suspend(rt, db, actor, r.target_serial)
-    elif r.type == "resumption":
-        revocation.resume(rt, db, actor, r.target_serial)
-    return r.target_serial, None
+        dns = [n for n in (r.dns_names or "").split("\n") if n]
+        issued = ca_service.issue_certificate(rt, db, actor, profile=r.profile, csr=r.csr_pem.encode(), subject_id=r.subject_id, dns_names=dns)
+    elif r.type == "renewal":
+        issued = ca_service.renew(rt, db, actor, r.target_serial or "", reason=why)
+    elif r.type == "rekey":
+        assert r.csr_pem is not None
+        issued = ca_service.rekey(rt, db, actor, r.target_serial or "", csr=r.csr_pem.encode(), reason=why)
+    elif r.type == "modification":
+        issued = ca_service.modify(rt, db, actor, r.target_serial or "", reason=why)
+    else:
+        serial = r.target_serial or ""
+        if r.type == "revocation":
+            change = revocation.revoke(rt, db, actor, serial=serial, reason=r.reason or "unspecified", comment=why)
+        elif r.type == "suspension":
+            change = revocation.suspend(rt, db, actor, serial=serial, comment=why)
+        else:
+            change = revocation.resume(rt, db, actor, serial=serial, comment=why)
+        return change.serial, f"status:{change.previous_status}->{change.status}"
+    records = [m for m in ca_service.maintenance_history(db, issued.serial) if m.new_serial == issued.serial]
+    return issued.serial, (f"maintenance:{records[-1].id}" if records else None)
 
 
 def get_request(db: Session, request_id: str) -> RequestDetail:

@@ -247,6 +247,24 @@ class AuditLog:
         return VerifyResult(True, count, len(checkpoints))
 
 
+def daily_counts(session: Session, *, actions: dict[str, tuple[str, ...]], since: datetime) -> dict[str, dict[str, int]]:
+    """Entries per UTC day for named groups of actions since ``since`` (dashboards):
+    ``{"issued": {"2026-11-25": 3, ...}, ...}``. ``at`` is ISO 8601 UTC, so its first 10 characters
+    are the day on every database."""
+    from sqlalchemy import func
+
+    out: dict[str, dict[str, int]] = {name: {} for name in actions}
+    day = func.substr(AuditEntry.at, 1, 10)
+    for name, group in actions.items():
+        rows = session.execute(
+            select(day, func.count())
+            .where(AuditEntry.action.in_(group), AuditEntry.outcome == "success", AuditEntry.at >= since.astimezone(UTC).isoformat(timespec="microseconds"))
+            .group_by(day)
+        ).all()
+        out[name] = {str(d): int(n) for d, n in rows}
+    return out
+
+
 def search(
     session: Session,
     *,

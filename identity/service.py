@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core import clock
@@ -271,6 +271,17 @@ def search_persons(rt: Runtime, db: Session, *, query: str = "", limit: int = 50
             )
         )
     return [_person_view(p) for p in db.execute(q).scalars()]
+
+
+def count_persons(db: Session) -> int:
+    return db.execute(select(func.count()).select_from(Person)).scalar_one()
+
+
+def count_orgs(db: Session, *, type: str | None = None) -> int:
+    q = select(func.count()).select_from(Organisation)
+    if type:
+        q = q.where(Organisation.type == type)
+    return db.execute(q).scalar_one()
 
 
 def person_secrets(rt: Runtime, db: Session, person_id: str) -> PersonSecrets:

@@ -265,6 +265,7 @@ def search_persons(rt: Runtime, db: Session, *, query: str = "", limit: int = 50
         q = q.where(
             or_(
                 Person.name.contains(query),
+                Person.id_number_masked == query.upper(),  # a masked number as printed on a listing
                 Person.id_number_idx == v.blind_index(normalise_id_number(query), context=CTX_ID),
                 Person.phone_idx == v.blind_index(normalise_phone(query), context=CTX_PHONE),
                 Person.email_idx == v.blind_index(query.lower(), context=CTX_EMAIL),

@@ -61,6 +61,11 @@ class Settings(BaseModel):
 
     # Signing
     tsa_accuracy_ms: int = Field(default=1000, ge=1)
+    # TSA policy (RFC 3161 §2.4.2). A 2.25.<UUID> OID (ITU-T X.667) until the province registers its arc.
+    tsa_policy_oid: str = Field(default="2.25.171045935291426958093428541212387916841", pattern=r"^[0-2](\.\d+)+$")
+    seal_key_spec: str = "ec-p256"
+    # PEM files of external roots trusted when verifying documents, besides our own root.
+    external_trust_anchors: list[Path] = []
 
     @field_validator("public_url")
     @classmethod

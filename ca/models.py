@@ -9,7 +9,7 @@ they compare lexically on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
@@ -89,3 +89,80 @@ class MaintenanceRecord(Base):
     reason: Mapped[str] = mapped_column(Text)
     operator: Mapped[str] = mapped_column(String(200))
     at: Mapped[str] = mapped_column(String(32))
+
+
+# -- revocation: CRLs and the OCSP responder (ca.revocation, ca.crl, ca.ocsp) -----------------------
+
+
+class RevocationState(Base):
+    """Per issuing CA: the CRL number counter and the status-change counter the CRL publisher
+    compares against (``changes > published_changes`` means a re-publication is due)."""
+
+    __tablename__ = "ca_revocation_state"
+
+    issuer: Mapped[str] = mapped_column(ForeignKey("ca_authorities.name"), primary_key=True)
+    crl_number: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+    changes: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+    published_changes: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+    changed_at: Mapped[str | None] = mapped_column(String(32))
+    published_at: Mapped[str | None] = mapped_column(String(32))
+    next_update: Mapped[str | None] = mapped_column(String(32))
+
+
+class Crl(Base):
+    """A published CRL. ``scope`` is ``full`` or the shard number (``0``…``15``, see ca.crl)."""
+
+    __tablename__ = "ca_crls"
+    __table_args__ = (Index("ix_ca_crls_issuer_scope_number", "issuer", "scope", "number"),)
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)  # "<issuer>:<scope>:<number>"
+    issuer: Mapped[str] = mapped_column(ForeignKey("ca_authorities.name"))
+    scope: Mapped[str] = mapped_column(String(8))
+    number: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    this_update: Mapped[str] = mapped_column(String(32))
+    next_update: Mapped[str] = mapped_column(String(32))
+    entries: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OcspResponder(Base):
+    """The delegated responder of an issuing CA (key ``ocsp/<ca>`` in the HSM, short-lived cert)."""
+
+    __tablename__ = "ca_ocsp_responders"
+
+    issuer: Mapped[str] = mapped_column(ForeignKey("ca_authorities.name"), primary_key=True)
+    key_label: Mapped[str] = mapped_column(String(100))
+    serial: Mapped[str] = mapped_column(String(40))
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    not_before: Mapped[str] = mapped_column(String(32))
+    not_after: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(32))
+
+
+class OcspResponse(Base):
+    """A pre-signed OCSP response (SHA-1 CertID, no nonce) per (issuer, serial): the source of truth
+    every worker process serves from. ``seq`` orders changes so workers refresh their in-process
+    copies cheaply (see ca.ocsp)."""
+
+    __tablename__ = "ca_ocsp_responses"
+    __table_args__ = (Index("ix_ca_ocsp_responses_this_update", "this_update"),)
+
+    issuer: Mapped[str] = mapped_column(ForeignKey("ca_authorities.name"), primary_key=True)
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # good | revoked | on_hold
+    responder: Mapped[str] = mapped_column(String(40))  # serial of the responder cert that signed it
+    this_update: Mapped[str] = mapped_column(String(32))
+    next_update: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), index=True, default=0)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OcspSequence(Base):
+    """One row: the last ``seq`` handed to a changed OCSP response. Taken with a row lock, so the
+    order of ``seq`` values is the order in which the changes committed."""
+
+    __tablename__ = "ca_ocsp_sequence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)

@@ -62,10 +62,13 @@ def ocsp_url(public_url: str) -> str:
     return f"{public_url}/ocsp"
 
 
-def crl_url(public_url: str, ca_name: str, *, serial: str | None = None) -> str:
-    """CRL distribution point for certificates issued by ``ca_name``. ``serial`` is passed so a
-    sharded CRL scheme can pick the shard from the certificate; today there is one CRL per CA."""
-    return f"{public_url}/crl/{ca_name}.crl"
+def crl_url(public_url: str, ca_name: str, *, serial: str | int | None = None) -> str:
+    """CRL distribution point for certificates issued by ``ca_name``: with ``serial``, the CRL
+    shard that lists it (``/crl/<ca>/<k>.crl``, see ca.crl); without, the CA's full CRL (used for
+    CA certificates signed by the root)."""
+    from ca.crl import distribution_point_url
+
+    return distribution_point_url(public_url, ca_name, serial)
 
 
 # -- the request a profile judges -------------------------------------------------------------------
@@ -400,6 +403,7 @@ def build_extensions(
     dns_names: tuple[str, ...],
     public_url: str,
     ca_name: str,
+    serial: int | None = None,
 ) -> list[tuple[x509.ExtensionType, bool]]:
     """(extension, critical) pairs in the order they appear in the certificate."""
     exts: list[tuple[x509.ExtensionType, bool]] = [
@@ -416,7 +420,7 @@ def build_extensions(
         exts.append(
             (
                 x509.CRLDistributionPoints(
-                    [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url(public_url, ca_name))], None, None, None)]
+                    [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url(public_url, ca_name, serial=serial))], None, None, None)]
                 ),
                 False,
             )

@@ -296,6 +296,7 @@ def _draft(
         dns_names=dns_names,
         public_url=rt.settings.public_url,
         ca_name=authority.name,
+        serial=serial,
     ):
         builder = builder.add_extension(ext, critical=critical)
     return _Draft(profile, subject, public_key, dns_names, builder, serial, not_before, not_after, name.rfc4514_string())

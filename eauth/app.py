@@ -44,6 +44,10 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        for module, _name in COMPONENTS:  # stop per-process threads a package started in setup()
+            teardown = getattr(module, "teardown", None)
+            if teardown is not None:
+                teardown(rt)
         if owns_runtime:
             rt.close()
 
@@ -81,7 +85,11 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
         setup = getattr(module, "setup", None)
         if setup is not None:
             setup(rt)
-        app.include_router(module.router)
+        router_for = getattr(module, "router_for", None)  # a package may narrow its routes (--only)
+        app.include_router(router_for(rt) if router_for is not None else module.router)
+        install_layers = getattr(module, "install", None)  # ASGI layers in front of routing
+        if install_layers is not None:
+            install_layers(app, rt)
     return app
 
 

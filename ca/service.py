@@ -581,9 +581,9 @@ def certificates_of(db: Session, *, person_id: str | None = None, org_id: str | 
 
 def maintenance_history(db: Session, serial: str) -> list[MaintenanceView]:
     s = normalise_serial(serial)
-    rows = db.execute(
-        select(MaintenanceRecord).where((MaintenanceRecord.old_serial == s) | (MaintenanceRecord.new_serial == s)).order_by(MaintenanceRecord.at)
-    ).scalars()
+    rows = db.execute(select(MaintenanceRecord).where((MaintenanceRecord.old_serial == s) | (MaintenanceRecord.new_serial == s))).scalars()
+    # How this certificate came to be comes before what replaced it (times tie at 1 s resolution).
+    rows = sorted(rows, key=lambda r: (r.at, 0 if r.new_serial == s else 1))
     return [MaintenanceView(r.id, r.kind, r.old_serial, r.new_serial, r.reason, r.operator, r.at) for r in rows]
 
 

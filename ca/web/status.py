@@ -137,7 +137,7 @@ class OcspFastPath:
             get = False
         elif method in ("GET", "HEAD") and path.startswith("/ocsp/") and len(path) > 6:
             raw = scope.get("raw_path") or path.encode()
-            data = _decode_get(raw[6:]) if len(raw) <= 4 * MAX_OCSP_REQUEST else None
+            data = _decode_get(raw[6:]) if len(raw) <= 2 * MAX_OCSP_REQUEST else None  # base64 + %-escapes
             get = True
         else:
             await self.app(scope, receive, send)  # 404 / 405 problem documents

@@ -57,7 +57,7 @@ class CertificateOut(BaseModel):
 
 def csr_text_to_bytes(text: str) -> bytes:
     data = text.strip()
-    if data.startswith("-----"):
+    if "-----BEGIN" in data or data.startswith("-----"):
         return text.encode("utf-8", "replace")
     try:
         return base64.b64decode(data, validate=True)

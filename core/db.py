@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from core import metrics
@@ -58,6 +59,28 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
+
+    # A connection opened while the file was read-only (disk remounted ro, permissions) stays
+    # read-only for its whole life. Note it at connect; at checkout, once the file is writable
+    # again, have the pool replace it — so writes recover by themselves, without a restart.
+    path = engine.url.database or ""
+
+    def _writable() -> bool:
+        return not path or path == ":memory:" or not os.path.exists(path) or os.access(path, os.W_OK)
+
+    @event.listens_for(engine, "connect")
+    def _note_readonly(_dbapi_conn: Any, record: Any) -> None:
+        record.info["eauth_opened_readonly"] = not _writable()
+
+    @event.listens_for(engine, "checkout")
+    def _replace_readonly(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get("eauth_opened_readonly") and _writable():
+            raise DisconnectionError("the database file is writable again")
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        if "readonly database" in str(context.original_exception):
+            context.is_disconnect = True  # drop that connection rather than keep failing on it
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -106,7 +129,8 @@ class Database:
             yield session
 
     def ping(self) -> None:
-        with translate_db_errors(), self.engine.connect() as conn:
+        # A read: on SQLite it must not queue for the write lock (a long writer is not an outage).
+        with translate_db_errors(), self.engine.execution_options(eauth_readonly=True).connect() as conn:
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:

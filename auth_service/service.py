@@ -389,7 +389,14 @@ def enable_client(rt: Runtime, db: Session, actor: Actor, *, client_id: str) -> 
 
 def revoke_key(db: Session, key: str, **lifetime: float) -> None:
     """Record a revocation (``jti:…``, ``grant:…``, ``client:…``, ``sid:…``) until ``lifetime``."""
+    from sqlalchemy import event
+
+    from auth_service.oidc.access_token import revocations_changed
+
     expires = timestamps.stamp(**lifetime)
+    if not db.info.get("sso_revocation_hook"):
+        db.info["sso_revocation_hook"] = True
+        event.listen(db, "after_commit", lambda _s: (_s.info.pop("sso_revocation_hook", None), revocations_changed()), once=True)
     row = db.get(Revocation, key)
     if row is None:
         db.add(Revocation(key=key, created_at=timestamps.stamp(), expires_at=expires))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,16 @@ def issue_access_token(
 # -- revocations -----------------------------------------------------------------------------------
 
 
+_ALL_SETS: weakref.WeakSet[RevocationSet] = weakref.WeakSet()
+
+
+def revocations_changed() -> None:
+    """Called after a commit that added revocations: this process sees them at once (other
+    processes within ``REVOCATION_POLL_SECONDS``)."""
+    for found in list(_ALL_SETS):
+        found.mark_stale()
+
+
 class RevocationSet:
     """The unexpired rows of ``sso_revocations``, re-read at most once per second per process."""
 
@@ -97,6 +108,10 @@ class RevocationSet:
         self._keys: frozenset[str] = frozenset()
         self._loaded_at = 0.0
         self._lock = threading.Lock()
+        _ALL_SETS.add(self)
+
+    def mark_stale(self) -> None:
+        self._loaded_at = 0.0
 
     @classmethod
     def of(cls, rt: Runtime) -> RevocationSet:

@@ -238,6 +238,11 @@ class TimestampAuthority:
             return rejection(exc.failure, exc.text)
         return self.grant(query)
 
+    def token_for_digest(self, digest: bytes, hash_name: str = "sha256") -> bytes:
+        """A token over ``digest`` for our own use (JAdES/CAdES signature timestamps)."""
+        imprint = der.seq(der.seq(der.oid(NAMES_TO_OID[hash_name])), der.octet_string(digest))
+        return self.token(TimestampQuery(hash_name, digest, imprint, None, None, True))
+
     def grant(self, query: TimestampQuery) -> bytes:
         token = self.token(query)
         return der.seq(der.seq(der.integer(0)), token)

@@ -34,6 +34,7 @@ class CertRequest(Base):
     dns_names: Mapped[str] = mapped_column(Text, default="")  # newline-separated
     target_serial: Mapped[str | None] = mapped_column(String(40), index=True)  # maintenance actions
     reason: Mapped[str | None] = mapped_column(String(300))  # revocation reason / why
+    params: Mapped[str] = mapped_column(Text, default="{}")  # type-specific JSON (a seal's name, image, clients)
     required_approvals: Mapped[int] = mapped_column(Integer)
     approvals: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(200), index=True)

@@ -15,6 +15,8 @@ certificates), enforced by a unique (request, approver) row.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -48,10 +50,18 @@ from core.security import Actor
 SUBJECT_KINDS = ("person", "org")
 MAINTENANCE_TYPES = ("renewal", "rekey", "modification", "revocation", "suspension", "resumption")
 NEEDS_CSR = ("new", "rekey")
+SEAL_PROFILE = "seal"
 DOCUMENT_TYPES = ("resident_id_card", "passport", "hk_macao_permit", "taiwan_permit", "foreign_permanent_residence", "business_licence", "authorisation_letter")
 CTX_EVIDENCE = "admin.evidence.number"
 MAX_COMMENT = 2000
 EXECUTION_CLAIM_SECONDS = 600
+
+
+def csr_profiles() -> list[str]:
+    """Profiles a subscriber's CSR may be issued under (not the HSM-internal ones)."""
+    from ca import profiles
+
+    return [name for name, p in profiles.PROFILES.items() if not p.internal]
 
 
 def approvals_required(profile: str | None) -> int:
@@ -124,6 +134,7 @@ class RequestView:
     has_csr: bool
     created_at: str
     updated_at: str
+    seal_name: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -193,6 +204,7 @@ def _view(r: CertRequest) -> RequestView:
         bool(r.csr_pem),
         r.created_at,
         r.updated_at,
+        json.loads(r.params or "{}").get("seal_name"),
     )
 
 
@@ -268,6 +280,18 @@ def _check_csr(data: str | bytes) -> str:
     return parsed.csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _seal_params(name: str | None, image_png: bytes | None, clients: Sequence[str]) -> dict[str, Any]:
+    from signing import appearance
+
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 60 or any(ch in name for ch in "\n\r\t/\\"):
+        raise invalid("admin.invalid_seal_name", "the seal name must be 1–60 characters without slashes or line breaks", seal_name="invalid")
+    params: dict[str, Any] = {"seal_name": name, "clients": [c.strip() for c in clients if c.strip()]}
+    if image_png:
+        params["image_png_b64"] = base64.b64encode(appearance.check_seal_png(image_png)).decode()
+    return params
+
+
 def _clean_dns(names: Sequence[str]) -> list[str]:
     out = []
     for name in names:
@@ -298,11 +322,16 @@ def create_request(
     reason: str | None = None,
     comment: str = "",
     submit: bool = True,
+    seal_name: str | None = None,
+    seal_image_png: bytes | None = None,
+    seal_clients: Sequence[str] = (),
 ) -> RequestView:
     """Open a request (submitted at once unless ``submit=False``, which leaves a draft).
 
-    ``new`` needs a subject, a profile and a CSR. Maintenance types name the certificate
-    (``target_serial``); its subject and profile come from the CA, never from the caller.
+    ``new`` needs a subject, a profile and a CSR — except a department ``seal``, whose key the
+    platform generates in its HSM on execution (``seal_name``, optional stamp image and clients).
+    Maintenance types name the certificate (``target_serial``); its subject and profile come from
+    the CA, never from the caller.
     """
     if type not in TYPES:
         raise invalid("admin.invalid_request_type", f"type must be one of {', '.join(TYPES)}", type="unknown type")
@@ -329,7 +358,10 @@ def create_request(
         if subject_kind not in SUBJECT_KINDS:
             raise invalid("admin.invalid_subject_kind", "subject_kind must be person or org", subject_kind="person or org")
         _check_profile(profile, subject_kind)
-    if type in NEEDS_CSR:
+    params: dict[str, Any] = {}
+    if type == "new" and profile == SEAL_PROFILE:
+        params = _seal_params(seal_name, seal_image_png, seal_clients)
+    elif type in NEEDS_CSR:
         if not csr:
             raise invalid("admin.csr_required", f"a {type} request needs a CSR", csr="required")
         csr_pem = _check_csr(csr)
@@ -354,6 +386,7 @@ def create_request(
         dns_names="\n".join(_clean_dns(dns_names)),
         target_serial=target_serial,
         reason=reason,
+        params=json.dumps(params, ensure_ascii=False),
         required_approvals=approvals_required(profile),
         approvals=0,
         created_by=actor.ref,
@@ -369,7 +402,14 @@ def create_request(
         actor=actor,
         action="admin.request.create",
         target=f"request:{r.id}",
-        details={"type": type, "subject": f"{subject_kind}:{subject_id}", "profile": profile, "serial": target_serial, "approvals_required": r.required_approvals},
+        details={
+            "type": type,
+            "subject": f"{subject_kind}:{subject_id}",
+            "profile": profile,
+            "serial": target_serial,
+            "approvals_required": r.required_approvals,
+            **({"seal_name": params["seal_name"]} if "seal_name" in params else {}),
+        },
     )
     if submit:
         _submit(rt, db, actor, r)
@@ -529,6 +569,15 @@ def _carry_out(rt: Runtime, db: Session, actor: Actor, r: CertRequest) -> tuple[
     from ca import service as ca_service
 
     why = f"request {r.id}" + (f": {r.reason}" if r.reason else "")
+    if r.type == "new" and r.profile == SEAL_PROFILE:
+        from signing import service as signing_service
+
+        params = json.loads(r.params or "{}")
+        image = base64.b64decode(params["image_png_b64"]) if params.get("image_png_b64") else None
+        seal = signing_service.create_seal(
+            rt, db, actor, name=params["seal_name"], department=r.subject_id, image_png=image, clients=tuple(params.get("clients", ()))
+        )
+        return seal.cert_serial, f"seal:{seal.id}"
     if r.type == "new":
         assert r.csr_pem is not None and r.profile is not None
         dns = [n for n in (r.dns_names or "").split("\n") if n]

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("dns_names", sa.Text(), nullable=False, server_default=""),
         sa.Column("target_serial", sa.String(40)),
         sa.Column("reason", sa.String(300)),
+        sa.Column("params", sa.Text(), nullable=False, server_default="{}"),
         sa.Column("required_approvals", sa.Integer(), nullable=False),
         sa.Column("approvals", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("created_by", sa.String(200), nullable=False),

@@ -1,0 +1,43 @@
+"""Console languages: Simplified Chinese by default, English switchable (``?lang=`` or a cookie).
+
+Message ids are the English text (as in gettext), so English needs no catalogue and a missing
+Chinese entry shows English rather than a key; ``tests/admin/test_i18n.py`` checks that every
+message the templates and pages use has a Chinese translation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+LANGUAGES = ("zh-CN", "en")
+DEFAULT = "zh-CN"
+COOKIE = "eauth_lang"
+LOCALE_DIR = Path(__file__).parent / "locale"
+
+
+@cache
+def catalogue(lang: str) -> dict[str, str]:
+    path = LOCALE_DIR / f"{lang}.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def translator(lang: str) -> Callable[..., str]:
+    table = catalogue(lang) if lang != "en" else {}
+
+    def t(message: str, **values: object) -> str:
+        text = table.get(message, message)
+        return text.format(**values) if values else text
+
+    return t
+
+
+def pick(query: str | None, cookie: str | None, default: str = DEFAULT) -> str:
+    for candidate in (query, cookie):
+        if candidate in LANGUAGES:
+            return candidate  # type: ignore[return-value]
+    return default if default in LANGUAGES else DEFAULT

@@ -33,7 +33,9 @@ from core.runtime import Runtime
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLIENT_TTL_SECONDS = 5.0
-MAX_ASSERTION_LIFETIME = 600
+# Authlib, pyoidc and most RP libraries sign assertions valid for an hour; the jti is remembered until
+# the assertion expires, so a longer window costs only rows (RFC 7523 §3 items 4 and 7).
+MAX_ASSERTION_LIFETIME = 3600
 
 
 class ClientCache:
@@ -180,14 +182,14 @@ def _authenticate_assertion(rt: Runtime, form: dict[str, str], endpoint_url: str
     if not any(a in (endpoint_url, rt.settings.public_url) for a in audiences):
         raise _invalid_client("client assertion audience is not this server", basic=False)
     exp, jti = claims.get("exp"), claims.get("jti")
-    if not isinstance(exp, int) or exp <= now - 30 or exp > now + MAX_ASSERTION_LIFETIME:
+    if not isinstance(exp, int) or exp <= now - 30 or exp > now + MAX_ASSERTION_LIFETIME + 60:
         raise _invalid_client("client assertion expired or too long-lived", basic=False)
     if not isinstance(jti, str) or not 8 <= len(jti) <= 200:
         raise _invalid_client("client assertion needs a jti", basic=False)
     digest = hashlib.sha256(f"{client_id}\x00{jti}".encode()).hexdigest()
     try:
         with rt.db.transaction() as db:
-            db.add(ClientAssertion(jti_hash=digest, client_id=client_id, expires_at=timestamps.stamp(seconds=MAX_ASSERTION_LIFETIME + 60)))
+            db.add(ClientAssertion(jti_hash=digest, client_id=client_id, expires_at=timestamps.stamp(seconds=exp - now + 60)))
     except (IntegrityError, Problem):
         raise _invalid_client("client assertion replayed", basic=False) from None
     return client

@@ -1,14 +1,18 @@
-"""Fixtures for the SSO tests: a person with a password, registered relying parties."""
+"""Fixtures for the SSO tests: a person with a password, registered relying parties, the provider's
+metadata, a scripted browser (``agent``) and an independent relying party (Authlib)."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from auth_service import service
 from core.security import Actor
 from identity import service as identity
+from tests.auth_service.agent import Agent
 from tests.factories import unique_id_number, unique_phone
 
 PASSWORD = "Tiananmen-Square-2026!"
@@ -23,13 +27,17 @@ class Citizen:
     password: str = PASSWORD
 
 
-@pytest.fixture
-def citizen(rt) -> Citizen:  # type: ignore[no-untyped-def]
+def new_citizen(rt, *, name: str = "王小明", email: str | None = None) -> Citizen:  # type: ignore[no-untyped-def]
     number, phone = unique_id_number(), unique_phone()
     with rt.db.transaction() as db:
-        person = identity.register_person(rt, db, Actor.cli(), name="王小明", id_number=number, phone=phone)
+        person = identity.register_person(rt, db, Actor.cli(), name=name, id_number=number, phone=phone, **({"email": email} if email else {}))
         service.set_password(rt, db, Actor.cli(), person_id=person.id, password=PASSWORD)
     return Citizen(person.id, person.name, number, phone)
+
+
+@pytest.fixture
+def citizen(rt) -> Citizen:  # type: ignore[no-untyped-def]
+    return new_citizen(rt)
 
 
 @pytest.fixture
@@ -46,3 +54,40 @@ def make_client(rt):  # type: ignore[no-untyped-def]
             return service.register_client(rt, db, Actor.cli(), **args)
 
     return make
+
+
+@pytest.fixture
+def meta(live) -> dict:  # type: ignore[no-untyped-def]
+    """The provider's discovery document, as any relying party fetches it."""
+    return httpx.get(live.url + "/.well-known/openid-configuration", timeout=10).raise_for_status().json()
+
+
+def test_net_ip() -> str:
+    """A distinct documentation address (RFC 5737) per browser: the loopback peer is a trusted proxy,
+    so X-Forwarded-For sets the client address and per-address lockouts of one test stay in it."""
+    return f"203.0.113.{secrets.randbelow(254) + 1}" if secrets.randbelow(2) else f"198.51.100.{secrets.randbelow(254) + 1}"
+
+
+test_net_ip.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def agent(live):  # type: ignore[no-untyped-def]
+    browser = Agent(live.url, headers={"X-Forwarded-For": test_net_ip(), "User-Agent": "eauth-test-agent"})
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def new_agent(live):  # type: ignore[no-untyped-def]
+    """A factory of further independent browsers (separate cookie jars)."""
+    made: list[Agent] = []
+
+    def make() -> Agent:
+        browser = Agent(live.url, headers={"X-Forwarded-For": test_net_ip(), "User-Agent": "eauth-test-agent"})
+        made.append(browser)
+        return browser
+
+    yield make
+    for browser in made:
+        browser.close()

@@ -143,7 +143,7 @@ def parse_compact(token: str) -> Unverified:
     try:
         header = json.loads(b64url_decode(parts[0]))
         claims = json.loads(b64url_decode(parts[1]))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[…" nested past the C decoder's limit
         raise JoseError("bad_json") from exc
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise JoseError("bad_json")

@@ -26,7 +26,7 @@ from typing import Any
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
@@ -167,15 +167,18 @@ def verify_jws(data: bytes, setup: TrustSetup, *, detached: bytes | None = None,
             raise ValueError("header is not an object")
     except Problem:
         raise
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         raise Problem(Kind.INVALID_INPUT, "verify.jws_malformed", f"not a readable JWS: {str(exc)[:120]}") from None
     alg = header.get("alg")
     if alg is None or str(alg).lower() == "none":
         raise Problem(Kind.INVALID_INPUT, "verify.jws_unsigned", "the JWS is unsigned (alg none): nothing to verify")
-    if alg not in JWS_ALGS:
-        raise Problem(Kind.INVALID_INPUT, "verify.jws_bad_alg", f"unsupported JWS algorithm {alg!r}")
-    for crit in header.get("crit", []) or []:
-        if crit not in ("sigT",):
+    if not isinstance(alg, str) or alg not in JWS_ALGS:
+        raise Problem(Kind.INVALID_INPUT, "verify.jws_bad_alg", f"unsupported JWS algorithm {str(alg)[:40]!r}")
+    crits = header.get("crit", []) or []
+    if not isinstance(crits, list):  # RFC 7515 §4.1.11: an array of header names
+        raise Problem(Kind.INVALID_INPUT, "verify.jws_malformed", "the crit header is not an array")
+    for crit in crits:
+        if crit != "sigT":
             raise Problem(Kind.INVALID_INPUT, "verify.jws_unknown_crit", f"unsupported critical header {crit!r}")
     x5c = header.get("x5c")
     if not isinstance(x5c, list) or not x5c:
@@ -184,7 +187,7 @@ def verify_jws(data: bytes, setup: TrustSetup, *, detached: bytes | None = None,
         certs = [asn1_x509.Certificate.load(base64.b64decode(c, validate=True)) for c in x5c]
         leaf = x509.load_der_x509_certificate(certs[0].dump())
         public_key = leaf.public_key()
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise Problem(Kind.INVALID_INPUT, "verify.jws_bad_certificate", f"the x5c certificate cannot be read: {str(exc)[:120]}") from None
     signing_input = f"{protected_b64}.{payload_b64}".encode("ascii")
     valid = _verify_raw(public_key, alg, signing_input, sig)
@@ -212,8 +215,9 @@ def verify_jws(data: bytes, setup: TrustSetup, *, detached: bytes | None = None,
 
 
 def _sig_tst_tokens(unprotected: dict[str, Any]) -> list[cms.ContentInfo]:
-    out = []
-    for item in unprotected.get("etsiU", []) or []:
+    out: list[cms.ContentInfo] = []
+    items = unprotected.get("etsiU", []) or []
+    for item in items if isinstance(items, list) else []:
         if isinstance(item, str):
             try:
                 item = json.loads(b64u_decode(item))
@@ -221,7 +225,9 @@ def _sig_tst_tokens(unprotected: dict[str, Any]) -> list[cms.ContentInfo]:
                 continue
         if not isinstance(item, dict):
             continue
-        for tok in (item.get("sigTst") or {}).get("tstTokens", []) or []:
+        sig_tst = item.get("sigTst") or {}
+        tokens = (sig_tst.get("tstTokens", []) or []) if isinstance(sig_tst, dict) else []
+        for tok in tokens if isinstance(tokens, list) else []:
             try:
                 out.append(cms.ContentInfo.load(base64.b64decode(tok["val"], validate=True)))
             except (ValueError, KeyError, TypeError):

@@ -21,7 +21,7 @@ from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 import identity.service as identity
@@ -158,34 +158,55 @@ def ensure_tsa(rt: Runtime, actor: Actor) -> list[str]:
     return [f"TSA unit {TSA_UNIT} (created): key {TSA_LABEL}, certificate {issued.serial}, policy {rt.settings.tsa_policy_oid}"]
 
 
-def tsa_authority(rt: Runtime) -> TimestampAuthority:
-    """This process's timestamp authority (registers a serial-number instance on first use)."""
+def tsa_authority(rt: Runtime, db: Session | None = None) -> TimestampAuthority:
+    """This process's timestamp authority (registers a serial-number instance on first use).
+
+    The instance row is written in a transaction of its own — or, when the caller passes a session
+    that already holds a transaction (SQLite allows one writer: a second transaction would wait on
+    the caller's lock until it times out), inside the caller's; if that transaction rolls back, the
+    authority is forgotten so its unregistered instance number is never used for a kept token.
+    Web workers, the CLI and the benchmark build it up front (``web.setup``), outside any transaction.
+    """
     state = _state(rt)
     if state.tsa is not None:
         return state.tsa
     with state.lock:
         if state.tsa is not None:
             return state.tsa
-        with rt.db.transaction() as db:
-            unit = db.get(TsaUnit, TSA_UNIT)
-            if unit is None or not unit.active:
-                raise Problem(Kind.UNAVAILABLE, "tsa.not_initialised", "the timestamp unit does not exist; run `eauth init`")
-            chain = [c.dump() for c in _chain(rt, db)[:-1]]  # issuing CA(s); the root is the client's anchor
-            instance = TsaInstance(host=socket.gethostname()[:200], pid=os.getpid(), started_at=_now())
-            db.add(instance)
-            db.flush()
-            rt.audit.record(db, actor=Actor.system("tsa"), action="signing.tsa.instance", target=f"tsa:{TSA_UNIT}", details={"instance": instance.id, "pid": os.getpid()})
-            cert_der, label, number = unit.cert_der, unit.key_label, instance.id
-        state.tsa = TimestampAuthority(
-            key=rt.token.key(label),  # type: ignore[arg-type]
-            cert_der=cert_der,
-            chain_der=chain,
-            policy=rt.settings.tsa_policy_oid,
-            accuracy_ms=rt.settings.tsa_accuracy_ms,
-            instance=number % (1 << 20),
-        )
-        state.timestamper = InProcessTimeStamper(state.tsa.respond)
-        return state.tsa
+        if db is not None and db.in_transaction():
+            authority = _register_tsa(rt, db)
+
+            def _forget(_session: Session, _previous: Any = None) -> None:
+                if state.tsa is authority:
+                    state.tsa = None
+                    state.timestamper = None
+
+            event.listen(db, "after_soft_rollback", _forget, once=True)
+        else:
+            with rt.db.transaction() as own:
+                authority = _register_tsa(rt, own)
+        state.tsa = authority
+        state.timestamper = InProcessTimeStamper(authority.respond)
+        return authority
+
+
+def _register_tsa(rt: Runtime, db: Session) -> TimestampAuthority:
+    unit = db.get(TsaUnit, TSA_UNIT)
+    if unit is None or not unit.active:
+        raise Problem(Kind.UNAVAILABLE, "tsa.not_initialised", "the timestamp unit does not exist; run `eauth init`")
+    chain = [c.dump() for c in _chain(rt, db)[:-1]]  # issuing CA(s); the root is the client's anchor
+    instance = TsaInstance(host=socket.gethostname()[:200], pid=os.getpid(), started_at=_now())
+    db.add(instance)
+    db.flush()
+    rt.audit.record(db, actor=Actor.system("tsa"), action="signing.tsa.instance", target=f"tsa:{TSA_UNIT}", details={"instance": instance.id, "pid": os.getpid()})
+    return TimestampAuthority(
+        key=rt.token.key(unit.key_label),  # type: ignore[arg-type]
+        cert_der=unit.cert_der,
+        chain_der=chain,
+        policy=rt.settings.tsa_policy_oid,
+        accuracy_ms=rt.settings.tsa_accuracy_ms,
+        instance=instance.id % (1 << 20),
+    )
 
 
 def timestamp_response(rt: Runtime, query: bytes) -> bytes:
@@ -194,8 +215,8 @@ def timestamp_response(rt: Runtime, query: bytes) -> bytes:
     return tsa_authority(rt).respond(query)
 
 
-def _timestamper(rt: Runtime) -> InProcessTimeStamper:
-    tsa_authority(rt)
+def _timestamper(rt: Runtime, db: Session | None = None) -> InProcessTimeStamper:
+    tsa_authority(rt, db)
     state = _state(rt)
     assert state.timestamper is not None
     return state.timestamper
@@ -384,7 +405,7 @@ def _material(rt: Runtime, db: Session, row: Seal) -> _SealMaterial:
     style = appearance.stamp_style(appearance.SealLook(row.image_png, row.font_otf, row.department_name, row.name))
     tsa_size = 0
     try:
-        tsa = tsa_authority(rt)
+        tsa = tsa_authority(rt, db)
         tsa_size = len(tsa.cert_der) + sum(len(c) for c in tsa.chain_der) + 1200
     except Problem:
         pass
@@ -400,7 +421,7 @@ def _material(rt: Runtime, db: Session, row: Seal) -> _SealMaterial:
 
 
 def verify_url(rt: Runtime, document_id: str) -> str:
-    return f"{rt.settings.public_url}/verify/d/{document_id}"
+    return f"{rt.settings.public_url}/verify/{document_id}"
 
 
 def seal_pdf(rt: Runtime, db: Session, actor: Actor, *, seal_id: str, pdf: bytes, options: pades.PadesOptions) -> SealedPdf:
@@ -411,10 +432,10 @@ def seal_pdf(rt: Runtime, db: Session, actor: Actor, *, seal_id: str, pdf: bytes
     document_id = secrets.token_urlsafe(12)
     url = verify_url(rt, document_id)
     needs_ts = options.level != "B-B"
-    timestamper = _timestamper(rt) if needs_ts else None
+    timestamper = _timestamper(rt, db) if needs_ts else None
     vc = None
     if options.level in ("B-LT", "B-LTA"):
-        tsa = tsa_authority(rt)
+        tsa = tsa_authority(rt, db)
         vc = _signing_validation_context(rt, db, [row.cert_serial, format(tsa.cert.serial_number, "x")])
     sealed = pades.seal_pdf_bytes(
         pdf,
@@ -488,7 +509,7 @@ def seal_records(
     row = _usable_seal(db, actor, seal_id)
     material = _material(rt, db, row)
     now = clock.now()
-    tsa = tsa_authority(rt) if level == "B-T" else None
+    tsa = tsa_authority(rt, db) if level == "B-T" else None
     out: list[SealedRecord] = []
     docs = []
     created = _now()
@@ -500,7 +521,7 @@ def seal_records(
             signature = material.jws.seal(payload, signing_time=now, detached=detached, timestamp=tsa.token_for_digest if tsa else None)
             data = signature.encode()
         else:
-            data = records.seal_cms(material.signer, payload, timestamper=_timestamper(rt) if tsa else None)
+            data = records.seal_cms(material.signer, payload, timestamper=_timestamper(rt, db) if tsa else None)
             signature = base64.b64encode(data).decode()
         document_id = secrets.token_urlsafe(12)
         digest = hashlib.sha256(data).hexdigest()

@@ -160,7 +160,8 @@ class _Dss:
     certs: list[asn1_x509.Certificate] = field(default_factory=list)
     crls: list[crl.CertificateList] = field(default_factory=list)
     ocsps: list[ocsp.OCSPResponse] = field(default_factory=list)
-    revision: int | None = None
+    revision: int | None = None  # last revision that changed the DSS
+    first_revision: int | None = None  # first revision that has a DSS
 
     def has_revinfo_for(self, cert: asn1_x509.Certificate) -> bool:
         serial = cert.serial_number
@@ -192,6 +193,10 @@ def _read_dss(reader: Any) -> _Dss:
         ref = reader.root.raw_get("/DSS")
         if hasattr(ref, "reference"):
             out.revision = reader.xrefs.get_last_change(ref.reference)
+        for rev in range(reader.xrefs.total_revisions):
+            if "/DSS" in reader.get_historical_root(rev):
+                out.first_revision = rev
+                break
     except Exception:  # noqa: BLE001
         pass
     return out
@@ -480,7 +485,11 @@ async def _signature_report(emb: Any, setup: TrustSetup, dss: _Dss, signature_fi
             chain_certs = list(status.validation_path.iter_certs(include_root=False)) if status.validation_path else [cert]
             if dss.certs and all(dss.has_revinfo_for(c) for c in chain_certs) and (dss.revision is None or dss.revision > emb.signed_revision):
                 level = "B-LT"
-                if any(rev >= (dss.revision or 0) for rev in lta_ts):
+                # B-LTA: a valid document timestamp over a revision that already holds the DSS
+                # (pyHanko writes the DSS and the document timestamp in one revision, then the
+                # timestamp's own validation data in a later DSS update).
+                first = dss.first_revision if dss.first_revision is not None else dss.revision
+                if any(rev >= (first or 0) for rev in lta_ts):
                     level = "B-LTA"
     if status.signer_reported_dt is not None and tsv is None:
         signing_time, source = status.signer_reported_dt, "claimed"

@@ -1,0 +1,109 @@
+"""RFC 3161 timestamp authority over real HTTP, checked by ``openssl ts``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import httpx
+from asn1crypto import tsp
+
+from signing.rfc3161 import Failure, build_query, status_of
+from tests.signing.conftest import openssl
+
+QUERY = {"Content-Type": "application/timestamp-query"}
+
+
+def test_openssl_query_is_granted_and_verified_by_openssl(rt, http: httpx.Client, pki, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "data.txt"
+    data.write_bytes("电子营业执照 ".encode() * 50)
+    query = tmp_path / "q.tsq"
+    made = openssl("ts", "-query", "-data", str(data), "-sha256", "-cert", "-out", str(query))
+    assert made.returncode == 0, made.stderr
+    r = http.post("/tsa", content=query.read_bytes(), headers=QUERY)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/timestamp-reply"
+    reply = tmp_path / "r.tsr"
+    reply.write_bytes(r.content)
+    ok = openssl("ts", "-verify", "-in", str(reply), "-queryfile", str(query), "-CAfile", str(pki / "root.pem"), "-untrusted", str(pki / "issuing.pem"))
+    assert ok.returncode == 0 and b"Verification: OK" in ok.stdout, ok.stdout + ok.stderr
+    ok = openssl("ts", "-verify", "-in", str(reply), "-data", str(data), "-CAfile", str(pki / "root.pem"), "-untrusted", str(pki / "issuing.pem"))
+    assert ok.returncode == 0, ok.stderr
+    # the same reply does not verify other data
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"something else")
+    bad = openssl("ts", "-verify", "-in", str(reply), "-data", str(other), "-CAfile", str(pki / "root.pem"), "-untrusted", str(pki / "issuing.pem"))
+    assert bad.returncode != 0
+    text = openssl("ts", "-reply", "-in", str(reply), "-text").stdout.decode()
+    assert "Status: Granted." in text and f"Policy OID: {rt.settings.tsa_policy_oid}" in text, text
+    assert "Accuracy: 0x01 seconds" in text and "Nonce: unspecified" not in text and "TSA: DirName:" in text, text
+
+
+def test_nonce_is_echoed_and_serials_increase(http: httpx.Client) -> None:
+    serials = []
+    for _ in range(5):
+        nonce = int.from_bytes(os.urandom(8), "big")
+        r = http.post("/tsa", content=build_query(hashlib.sha256(os.urandom(16)).digest(), nonce=nonce), headers=QUERY)
+        assert status_of(r.content) == ("granted", [])
+        tst = tsp.TimeStampResp.load(r.content)["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
+        assert tst["nonce"].native == nonce
+        serials.append(tst["serial_number"].native)
+    assert serials == sorted(serials) and len(set(serials)) == 5
+
+
+def test_cert_req_false_omits_certificates(http: httpx.Client) -> None:
+    r = http.post("/tsa", content=build_query(hashlib.sha256(b"x").digest(), cert_req=False), headers=QUERY)
+    signed = tsp.TimeStampResp.load(r.content)["time_stamp_token"]["content"]
+    assert not signed["certificates"]
+    r = http.post("/tsa", content=build_query(hashlib.sha256(b"x").digest(), cert_req=True), headers=QUERY)
+    signed = tsp.TimeStampResp.load(r.content)["time_stamp_token"]["content"]
+    assert len(signed["certificates"]) >= 1
+
+
+def test_sha1_imprint_is_rejected_with_bad_alg(http: httpx.Client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    query = tmp_path / "q.tsq"
+    (tmp_path / "d").write_bytes(b"data")
+    assert openssl("ts", "-query", "-data", str(tmp_path / "d"), "-sha1", "-out", str(query)).returncode == 0
+    r = http.post("/tsa", content=query.read_bytes(), headers=QUERY)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/timestamp-reply"
+    assert status_of(r.content) == ("rejection", [Failure.BAD_ALG])
+    (tmp_path / "r.tsr").write_bytes(r.content)
+    shown = openssl("ts", "-reply", "-in", str(tmp_path / "r.tsr"), "-text").stdout.decode()
+    assert "Status: Rejected." in shown and "unrecognized or unsupported algorithm" in shown
+
+
+def test_unknown_hash_oid_is_bad_alg(http: httpx.Client) -> None:
+    from signing import der
+
+    imprint = der.seq(der.seq(der.oid("1.2.3.4.5")), der.octet_string(bytes(32)))
+    r = http.post("/tsa", content=der.seq(der.integer(1), imprint), headers=QUERY)
+    assert status_of(r.content) == ("rejection", [Failure.BAD_ALG])
+
+
+def test_unaccepted_policy(http: httpx.Client) -> None:
+    r = http.post("/tsa", content=build_query(hashlib.sha256(b"x").digest(), policy="1.2.3.4"), headers=QUERY)
+    assert status_of(r.content) == ("rejection", [Failure.UNACCEPTED_POLICY])
+
+
+def test_garbage_and_empty_and_oversized_queries_are_rejections_not_errors(http: httpx.Client) -> None:
+    for body in (b"garbage", b"", b"\x30\x82\xff\xff" + bytes(20), os.urandom(20000)):
+        r = http.post("/tsa", content=body, headers=QUERY)
+        assert r.status_code == 200, r.text
+        status, bits = status_of(r.content)
+        assert status == "rejection" and bits and bits[0] in (Failure.BAD_REQUEST, Failure.BAD_DATA_FORMAT)
+    # wrong digest length for the named algorithm
+    from signing import der
+
+    imprint = der.seq(der.seq(der.oid("2.16.840.1.101.3.4.2.1")), der.octet_string(bytes(20)))
+    r = http.post("/tsa", content=der.seq(der.integer(1), imprint), headers=QUERY)
+    assert status_of(r.content)[0] == "rejection"
+    # version 2 is a bad request
+    imprint = der.seq(der.seq(der.oid("2.16.840.1.101.3.4.2.1")), der.octet_string(bytes(32)))
+    r = http.post("/tsa", content=der.seq(der.integer(2), imprint), headers=QUERY)
+    assert status_of(r.content) == ("rejection", [Failure.BAD_REQUEST])
+
+
+def test_wrong_content_type_is_a_415_problem(http: httpx.Client) -> None:
+    r = http.post("/tsa", content=build_query(hashlib.sha256(b"x").digest()), headers={"Content-Type": "application/json"})
+    assert r.status_code == 415 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "tsa.bad_content_type"
+    assert http.get("/tsa").status_code == 405

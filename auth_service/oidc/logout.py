@@ -186,9 +186,12 @@ class Deliverer:
         self.start()
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _run(self) -> None:
         with httpx.Client(timeout=5.0, follow_redirects=False) as client:

@@ -23,3 +23,11 @@ def setup(rt: Runtime) -> None:
     back-channel logout deliverer (which also resumes deliveries left pending by a restart)."""
     install_verifier(rt)
     Deliverer.of(rt).wake()
+
+
+def teardown(rt: Runtime) -> None:
+    """Per-process shutdown: stop the back-channel deliverer thread (pending rows stay queued and
+    are resumed by the next start)."""
+    found = rt.extensions.get("auth_service.deliverer")
+    if found is not None:
+        found.stop()

@@ -142,9 +142,14 @@ def authorize_get(request: Request) -> Response:
     """Authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2.1)."""
     rt = _rt(request)
     raw = request.url.query
-    if len(raw) > MAX_QUERY:
-        return Browser(rt, request).render("error.html", status=400, message="request too large", error_code="invalid_request")
-    return _authorize(rt, request, parse_qsl(raw, keep_blank_values=True, max_num_fields=authz.MAX_PARAMS + 10), post=False)
+    try:
+        if len(raw) > MAX_QUERY:
+            raise ValueError("query too long")
+        pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=authz.MAX_PARAMS + 10)
+    except ValueError:  # too long or too many fields: nothing in it can be trusted, not even redirect_uri
+        browser = Browser(rt, request)
+        return browser.render("error.html", status=400, message=browser.t("error.invalid_request", detail="request too large"), error_code="invalid_request")
+    return _authorize(rt, request, pairs, post=False)
 
 
 @router.post("/oidc/authorize")
@@ -317,8 +322,15 @@ def _logout(rt: Runtime, request: Request, params: dict[str, str], *, post: bool
 @router.get("/oidc/logout")
 def end_session_get(request: Request) -> Response:
     """End-session endpoint (OIDC RP-Initiated Logout 1.0)."""
-    params = dict(parse_qsl(request.url.query[:MAX_QUERY], keep_blank_values=True, max_num_fields=20))
-    return _logout(_rt(request), request, params, post=False)
+    rt = _rt(request)
+    try:
+        if len(request.url.query) > MAX_QUERY:
+            raise ValueError("query too long")
+        params = dict(parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=20))
+    except ValueError:
+        browser = Browser(rt, request)
+        return browser.render("error.html", status=400, message=browser.t("error.invalid_request", detail="request too large"), error_code="invalid_request")
+    return _logout(rt, request, params, post=False)
 
 
 @router.post("/oidc/logout")
@@ -328,5 +340,6 @@ async def end_session_post(request: Request) -> Response:
     try:
         form = parse_form(await request.body(), request.headers.get("content-type"))
     except (DuplicateField, Problem):
-        form = {}
+        browser = Browser(rt, request)
+        return await run_in_threadpool(lambda: browser.render("error.html", status=400, message=browser.t("error.invalid_request", detail="form"), error_code="invalid_request"))
     return await run_in_threadpool(_logout, rt, request, form, post=True)

@@ -185,6 +185,8 @@ def verify_jws(data: bytes, setup: TrustSetup, *, detached: bytes | None = None,
         raise Problem(Kind.INVALID_INPUT, "verify.jws_no_certificate", "the JWS carries no x5c certificate chain")
     try:
         certs = [asn1_x509.Certificate.load(base64.b64decode(c, validate=True)) for c in x5c]
+        for cert in certs:
+            cert.native  # asn1crypto parses lazily: a broken x5c entry fails here (400), not in path building (500)
         leaf = x509.load_der_x509_certificate(certs[0].dump())
         public_key = leaf.public_key()
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -262,6 +264,7 @@ async def _crypto_report(
     """Chain, timestamp and revocation checks shared by JWS records (CMS goes through pyHanko's
     own CMS validation, which does the same)."""
     from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+    from pyhanko.sign.validation.status import TimestampSignatureStatus
     from pyhanko_certvalidator import CertificateValidator
     from pyhanko_certvalidator import errors as cv_errors
 
@@ -271,9 +274,11 @@ async def _crypto_report(
     if ts_token is not None:
         try:
             kwargs = await validate_tst_signed_data(ts_token["content"], _validation_context(setup, moment=None, extra_certs=others), ts_imprint)
-            ts_ok = bool(kwargs.get("intact") and kwargs.get("valid") and kwargs.get("trusted"))
-            ts_time = kwargs.get("timestamp")
-            timestamps.append(Timestamp(ts_time.isoformat() if ts_time else "", kwargs["signing_cert"].subject.human_friendly, bool(kwargs.get("intact") and kwargs.get("valid")), bool(kwargs.get("trusted")), "signature"))
+            # the kwargs carry no "trusted": that is a property of the status they build
+            tst_status = TimestampSignatureStatus(**kwargs)
+            ts_ok = bool(tst_status.intact and tst_status.valid and tst_status.trusted)
+            ts_time = tst_status.timestamp
+            timestamps.append(Timestamp(ts_time.isoformat() if ts_time else "", tst_status.signing_cert.subject.human_friendly, bool(tst_status.intact and tst_status.valid), bool(tst_status.trusted), "signature"))
         except Exception:  # noqa: BLE001 - a broken token is an invalid timestamp, reported
             ts_ok = False
             timestamps.append(Timestamp("", "?", False, False, "signature"))
@@ -391,7 +396,8 @@ def _load_cms(data: bytes) -> cms.ContentInfo:
         if info["content_type"].native != "signed_data":
             raise ValueError("not SignedData")
         sd = info["content"]
-        sd["signer_infos"][0]["signed_attrs"].native  # force parsing now
+        sd["signer_infos"][0]["signed_attrs"].native
+        info.native  # asn1crypto parses lazily: force the whole structure now, so a broken part is a 400 here, not a 500 later
         return info
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise Problem(Kind.INVALID_INPUT, "verify.cms_malformed", f"not a readable CMS SignedData: {str(exc)[:120]}") from None

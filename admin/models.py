@@ -156,3 +156,15 @@ class BulkJob(Base):
     results: Mapped[str] = mapped_column(Text, default="[]")  # JSON list per row: request id or error code
     created_at: Mapped[str] = mapped_column(String(32))
     finished_at: Mapped[str | None] = mapped_column(String(32))
+
+
+class BootstrapAdmin(Base):
+    """The first administrator made by ``eauth init`` with one-time credentials. Until
+    ``enrolled_at`` is set the console lets them do one thing: enrol their own authenticator app
+    and choose a new password (which retires the one-time ones)."""
+
+    __tablename__ = "admin_bootstrap"
+
+    person_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[str] = mapped_column(String(32))
+    enrolled_at: Mapped[str | None] = mapped_column(String(32))

@@ -26,6 +26,7 @@ from core.errors import Kind, Problem
 DISCOVERY_TTL = 300.0
 LEEWAY = 60
 ALGORITHMS = ("ES256", "RS256", "PS256", "ES384")
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,50 @@ class RelyingParty:
             claims=claims,
             raw=id_token,
         )
+
+    def verify_logout_token(self, logout_token: str, *, client_id: str, now: float | None = None) -> tuple[str | None, str | None]:
+        """A back-channel logout token (OpenID Connect Back-Channel Logout 1.0 §2.6) → (sub, sid)."""
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
+        def fail(why: str) -> Problem:
+            return Problem(Kind.INVALID_INPUT, "console.bad_logout_token", f"the logout token is not acceptable: {why}")
+
+        if not logout_token or len(logout_token) > 8192:
+            raise fail("missing or too long")
+
+        def decode(keys: dict[str, Any]) -> Any:
+            return jwt.decode(logout_token, KeySet.import_key_set(keys), algorithms=list(ALGORITHMS))  # type: ignore[arg-type]
+
+        try:
+            try:
+                token = decode(self._keys())
+            except (JoseError, ValueError):
+                token = decode(self._keys(refresh=True))
+        except (JoseError, ValueError) as exc:
+            raise fail("signature") from exc
+        claims = dict(token.claims)
+        now = time.time() if now is None else now
+        aud = claims.get("aud")
+        if claims.get("iss") != self.metadata().issuer:
+            raise fail("wrong issuer")
+        if client_id not in (aud if isinstance(aud, list) else [aud]):
+            raise fail("not for the console")
+        if not isinstance(claims.get("iat"), (int, float)) or abs(claims["iat"] - now) > 300 + LEEWAY:
+            raise fail("stale or future iat")
+        if isinstance(claims.get("exp"), (int, float)) and claims["exp"] < now - LEEWAY:
+            raise fail("expired")
+        events = claims.get("events")
+        if not isinstance(events, dict) or LOGOUT_EVENT not in events:
+            raise fail("no back-channel logout event")
+        if "nonce" in claims:
+            raise fail("a nonce is forbidden")  # §2.4: so an ID token cannot pass as a logout token
+        sub = claims.get("sub") if isinstance(claims.get("sub"), str) else None
+        sid = claims.get("sid") if isinstance(claims.get("sid"), str) else None
+        if not sub and not sid:
+            raise fail("neither sub nor sid")
+        return sub, sid
 
     def logout_url(self, *, id_token_hint: str | None, post_logout_redirect_uri: str, client_id: str) -> str | None:
         """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0 §2), when the provider has it."""

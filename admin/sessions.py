@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from admin.models import ConsoleSession, LoginState
+from admin.models import BootstrapAdmin, ConsoleSession, LoginState
 from core import clock
 from core.errors import Kind, Problem
 from core.runtime import Runtime
@@ -47,6 +47,7 @@ class ConsoleUser:
     acr: str
     session_hash: str
     id_token: str | None = None
+    must_enrol: bool = False  # the first administrator, before enrolling their own second factor
 
     @property
     def actor(self) -> Actor:
@@ -165,7 +166,12 @@ def load_session(rt: Runtime, db: Session, value: str | None) -> ConsoleUser | N
         absolute = datetime.fromisoformat(row.created_at) + timedelta(hours=s.session_absolute_hours)
         row.last_seen_at = _iso(now)
         row.expires_at = _iso(min(absolute, now + timedelta(minutes=s.session_idle_minutes)))
-    return ConsoleUser(row.person_id, display, roles, dept, row.csrf_token, row.acr, row.id_hash, row.id_token)
+    return ConsoleUser(row.person_id, display, roles, dept, row.csrf_token, row.acr, row.id_hash, row.id_token, must_enrol=must_enrol(db, row.person_id))
+
+
+def must_enrol(db: Session, person_id: str) -> bool:
+    boot = db.get(BootstrapAdmin, person_id)
+    return boot is not None and boot.enrolled_at is None
 
 
 def close_session(rt: Runtime, db: Session, user: ConsoleUser) -> None:
@@ -180,3 +186,18 @@ def close_sessions_of_sid(rt: Runtime, db: Session, sid: str) -> int:
         db.delete(row)
         rt.audit.record(db, actor=Actor.system("sso"), action="admin.console.logout", target=f"person:{row.person_id}", details={"backchannel": True})
     return len(rows)
+
+
+def close_sessions_of_person(rt: Runtime, db: Session, person_id: str) -> int:
+    """End every console session of one person (a back-channel logout naming only ``sub``)."""
+    rows = list(db.execute(select(ConsoleSession).where(ConsoleSession.person_id == person_id)).scalars())
+    for row in rows:
+        db.delete(row)
+        rt.audit.record(db, actor=Actor.system("sso"), action="admin.console.logout", target=f"person:{row.person_id}", details={"backchannel": True})
+    return len(rows)
+
+
+def finish_enrolment(db: Session, person_id: str) -> None:
+    boot = db.get(BootstrapAdmin, person_id)
+    if boot is not None and boot.enrolled_at is None:
+        boot.enrolled_at = _iso(clock.now())

@@ -33,6 +33,7 @@ STATIC = PACKAGE / "static"
 SESSION_COOKIE = "eauth_console"
 LOGIN_COOKIE = "eauth_console_login"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ENROLMENT_REQUIRED = "console.enrolment_required"
 
 _env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "svg"]), trim_blocks=True, lstrip_blocks=True)
 
@@ -79,6 +80,8 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
 
 
 def render_problem(request: Request, problem: Problem) -> Response:
+    if problem.code == ENROLMENT_REQUIRED and request.method in SAFE_METHODS:
+        return RedirectResponse("/admin/enrol", status_code=303)
     if problem.status == 401 and request.method in SAFE_METHODS:
         target = request.url.path + (("?" + request.url.query) if request.url.query else "")
         return RedirectResponse("/admin/login?next=" + quote(target, safe=""), status_code=303)
@@ -138,8 +141,11 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def console(roles: set[Role] | frozenset[Role] = frozenset()) -> Callable[..., ConsoleUser]:
-    """A console route guard: a signed-in operator holding any one of ``roles`` (any role if empty)."""
+def console(roles: set[Role] | frozenset[Role] = frozenset(), *, enrolment: bool = False) -> Callable[..., ConsoleUser]:
+    """A console route guard: a signed-in operator holding any one of ``roles`` (any role if empty).
+
+    The first administrator, until they have enrolled their own second factor, passes only the
+    guards made with ``enrolment=True`` (the enrolment pages and sign-out)."""
 
     def guard(request: Request, submitted: Annotated[str | None, Depends(_submitted_csrf)]) -> ConsoleUser:
         rt: Runtime = request.app.state.runtime
@@ -153,6 +159,8 @@ def console(roles: set[Role] | frozenset[Role] = frozenset()) -> Callable[..., C
                 raise Problem(Kind.FORBIDDEN, "console.cross_origin", "this form was posted from another site")
             if not submitted or not hmac.compare_digest(submitted, user.csrf_token):
                 raise Problem(Kind.FORBIDDEN, "console.csrf", "the form has expired or did not come from the console; reload the page and try again")
+        if user.must_enrol and not enrolment:
+            raise Problem(Kind.FORBIDDEN, ENROLMENT_REQUIRED, "set up your authenticator app and a new password first")
         if roles and not user.has_any(*roles):
             wanted = ", ".join(sorted(r.value for r in roles))
             raise Problem(Kind.FORBIDDEN, "auth.insufficient_role", f"requires one of: {wanted}")
@@ -163,6 +171,7 @@ def console(roles: set[Role] | frozenset[Role] = frozenset()) -> Callable[..., C
 
 
 AnyOperator = Annotated[ConsoleUser, Depends(console())]
+Enrolling = Annotated[ConsoleUser, Depends(console(enrolment=True))]
 
 
 # -- local assets (no CDN: CSP is default-src 'self') ----------------------------------------------

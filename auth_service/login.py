@@ -202,11 +202,9 @@ def begin_totp_enrolment(rt: Runtime, db: Session, *, person_id: str, account_na
 
 def qr_png(text: str) -> bytes:
     import qrcode
-    from qrcode.image.pure import PyPNGImage
 
-    img = qrcode.make(text, image_factory=PyPNGImage, box_size=6, border=2)
     out = io.BytesIO()
-    img.save(out)
+    qrcode.make(text, box_size=6, border=2).save(out, format="PNG")  # Pillow (a dependency)
     return out.getvalue()
 
 

@@ -213,7 +213,9 @@ def next_step(
     if not authenticated_here:
         if "login" in req.prompt or "select_account" in req.prompt:
             return LOGIN
-        if req.max_age is not None and timestamps.epoch() - session.auth_time > req.max_age:
+        # OIDC Core §3.1.2.1: re-authenticate when more than max_age seconds passed; max_age=0 is
+        # prompt=login (auth_time has one-second resolution, so "more than 0" must not mean "≥ 1 s").
+        if req.max_age is not None and (req.max_age == 0 or timestamps.epoch() - session.auth_time > req.max_age):
             return LOGIN
     required = req.required_acr
     if required and sessions_mod.ACR_ORDER.get(session.acr, 0) < sessions_mod.ACR_ORDER[required]:

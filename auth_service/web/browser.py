@@ -55,9 +55,16 @@ class Browser:
         existing = request.cookies.get(CSRF_COOKIE, "")
         self.new_cookie = not (16 <= len(existing) <= 100)
         self.cookie = secrets.token_urlsafe(24) if self.new_cookie else existing
-        self.lang = i18n.pick(request.query_params.get("lang")) or i18n.pick(request.cookies.get(LANG_COOKIE)) or i18n.DEFAULT
+        # The user's own choice (?lang=, then the switch's cookie) wins over an RP's ui_locales hint.
+        self.chosen_lang = i18n.pick(request.query_params.get("lang")) or i18n.pick(request.cookies.get(LANG_COOKIE))
+        self.lang = self.chosen_lang or i18n.DEFAULT
         self.ip = client_ip(request, rt.settings.trusted_proxies)
         self.user_agent = (request.headers.get("user-agent") or "")[:300]
+
+    def prefer(self, ui_locales: str | None) -> None:
+        """Apply a relying party's ``ui_locales`` (OIDC Core §3.1.2.1) unless the user chose."""
+        if not self.chosen_lang:
+            self.lang = i18n.pick(ui_locales) or self.lang
 
     @property
     def binding(self) -> str:

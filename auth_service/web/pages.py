@@ -53,7 +53,10 @@ def _client_name(rt: Runtime, state: authz.InteractionState | None) -> str:
 
 def _load(rt: Runtime, browser: Browser, token: str | None) -> authz.InteractionState | None:
     with rt.db.read() as db:
-        return authz.load_interaction(db, token, browser.binding)
+        state = authz.load_interaction(db, token, browser.binding)
+    if state is not None and state.req is not None:
+        browser.prefer(state.req.ui_locales)
+    return state
 
 
 def _expired(browser: Browser) -> Response:

@@ -96,10 +96,7 @@ def _authorize(rt: Runtime, request: Request, pairs: list[tuple[str, str]], *, p
             key = "error.invalid_client" if exc.error == "invalid_client" else "error.invalid_request"
             return browser.render("error.html", status=400, message=browser.t(key, detail=exc.description), error_code=exc.error)
         return browser.redirect(authz.error_redirect(rt, exc), status=303 if post else 302)
-    if req.ui_locales:
-        from auth_service import i18n
-
-        browser.lang = i18n.pick(req.ui_locales) or browser.lang
+    browser.prefer(req.ui_locales)
     session = sessions_mod.current_session(rt, browser.session_cookie)
     return resume(rt, browser, client, req, session, post=post)
 
@@ -289,10 +286,7 @@ def end_session_and_notify(rt: Runtime, session_id: str, actor_person: str, reas
 
 def _logout(rt: Runtime, request: Request, params: dict[str, str], *, post: bool) -> Response:
     browser = Browser(rt, request)
-    if params.get("ui_locales"):
-        from auth_service import i18n
-
-        browser.lang = i18n.pick(params["ui_locales"]) or browser.lang
+    browser.prefer(params.get("ui_locales"))
     hint = params.get("id_token_hint")
     claims = logout.id_token_hint_claims(rt, hint) if hint else None
     if hint and claims is None:

@@ -3,6 +3,7 @@ metadata, a scripted browser (``agent``) and an independent relying party (Authl
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from dataclasses import dataclass
 
@@ -62,10 +63,15 @@ def meta(live) -> dict:  # type: ignore[no-untyped-def]
     return httpx.get(live.url + "/.well-known/openid-configuration", timeout=10).raise_for_status().json()
 
 
+_NEXT_IP = itertools.count(secrets.randbelow(60_000))
+
+
 def test_net_ip() -> str:
-    """A distinct documentation address (RFC 5737) per browser: the loopback peer is a trusted proxy,
-    so X-Forwarded-For sets the client address and per-address lockouts of one test stay in it."""
-    return f"203.0.113.{secrets.randbelow(254) + 1}" if secrets.randbelow(2) else f"198.51.100.{secrets.randbelow(254) + 1}"
+    """A distinct address per browser, never repeated in a run, from 198.18.0.0/15 (RFC 2544 benchmark
+    range; only ever written into a header): the loopback peer is a trusted proxy, so X-Forwarded-For
+    sets the client address, and per-address lockouts of one test cannot leak into another."""
+    n = next(_NEXT_IP) % 131_072
+    return f"198.{18 + n // 65536}.{(n // 256) % 256}.{n % 256}"
 
 
 test_net_ip.__test__ = False  # type: ignore[attr-defined]

@@ -282,7 +282,9 @@ PROFILES: dict[str, Profile] = {
             subject_kind="department",
             validity=timedelta(days=1095),
             key_usage=KU_SIGNING,
-            eku=(OID_DOCUMENT_SIGNING,),
+            # emailProtection beside documentSigning: NSS (poppler's pdfsig, Firefox) validates PDF
+            # signers for the e-mail signer usage and refuses a certificate whose EKU lacks it.
+            eku=(OID_DOCUMENT_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION),
             policy=policy_oid(4),
             checks=(subject_is_org, subject_is_department, key_allowed, no_dns_names),
         ),

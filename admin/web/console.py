@@ -48,7 +48,8 @@ def language(request: Request) -> str:
 
 
 def _url_with(request: Request, **params: str) -> str:
-    query = dict(request.query_params)
+    # the search box's value is left out: it may be a full ID number (kept out of links and history)
+    query = {k: v for k, v in request.query_params.items() if k != "q"}
     query.update(params)
     return request.url.path + "?" + "&".join(f"{quote(k)}={quote(v)}" for k, v in query.items())
 

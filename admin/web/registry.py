@@ -14,6 +14,7 @@ from admin.sessions import ConsoleUser
 from admin.web.console import ConsoleRoute, console, render
 from core import audit
 from core.errors import Problem
+from core.pii import mask_id_number, mask_phone
 from core.runtime import Runtime
 from core.security import Role
 
@@ -26,6 +27,7 @@ Revealer = Annotated[ConsoleUser, Depends(console({Role.PII_REVEAL}))]
 
 _SERIAL = re.compile(r"^(0x)?[0-9a-fA-F:]{8,60}$")
 _ID = re.compile(r"^\d{17}[\dXx]$")
+_PHONE = re.compile(r"^1\d{10}$")
 _USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 FLASH = {
     "registered": "Registered.",
@@ -58,7 +60,9 @@ def subscribers(request: Request, user: Reader, q: str = "", kind: str = "all") 
             persons = identity.search_persons(rt, db, query=q, limit=50)
         if kind in ("all", "org"):
             orgs = identity.search_orgs(db, query=q, limit=50)
-    return render(request, "subscribers.html", {"q": q, "kind": kind, "persons": persons, "orgs": orgs, "certificate": certificate})
+    # A full ID number or phone typed into the box is not printed back in full (shoulder surfing).
+    shown = mask_id_number(q) if _ID.match(q) else (mask_phone(q) if _PHONE.match(q) else q)
+    return render(request, "subscribers.html", {"q": shown, "kind": kind, "persons": persons, "orgs": orgs, "certificate": certificate})
 
 
 # -- persons -------------------------------------------------------------------------------------

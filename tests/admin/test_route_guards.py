@@ -268,6 +268,19 @@ def test_every_admin_and_api_route_refuses_a_caller_without_the_role(routes: lis
     assert not failures, "routes that let in a caller without their role:\n" + "\n".join(failures)
 
 
+def test_scope_guarded_api_routes_refuse_an_operator_without_the_scope(routes: list[RouteInfo], sessions: Sessions) -> None:
+    """Routes for department systems (a scope, no role): even an operator holding every role is refused."""
+    failures = []
+    for r in routes:
+        if r.console or not r.guards or r.roles or not r.scopes or not is_guarded_area(r):
+            continue
+        with httpx.Client(base_url=sessions.url, timeout=30) as client:
+            resp = client.request(r.method, r.url(), headers={"authorization": f"Bearer {sessions.token(ALL_ROLES)}"}, json={})
+        if resp.status_code != 403 or _problem_code(resp) not in ("auth.insufficient_role", "auth.insufficient_scope"):
+            failures.append(f"{r}: {resp.status_code} {_problem_code(resp)}")
+    assert not failures, "\n".join(failures)
+
+
 def test_console_writes_need_the_csrf_token_and_the_same_origin(routes: list[RouteInfo], sessions: Sessions) -> None:
     op = sessions.operator(ALL_ROLES)
     failures = []

@@ -1,0 +1,269 @@
+"""The console's main flows over real HTTP, per role, checked with independent tools (openssl)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from core.security import Role
+from tests.factories import unique_id_number, unique_phone, unique_uscc
+
+
+def make_csr() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored")])).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def location_id(resp, prefix: str) -> str:  # type: ignore[no-untyped-def]
+    assert resp.status_code == 303, resp.text[:600]
+    match = re.match(rf"^{prefix}/([0-9a-f]+)", resp.headers["location"])
+    assert match, resp.headers["location"]
+    return match.group(1)
+
+
+def split_pem(data: bytes) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(data)
+
+
+def write(path: Path, certs: list[x509.Certificate]) -> Path:
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
+    return path
+
+
+def test_registration_to_certificate_to_revocation(rt, live, operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from core.audit import search
+
+    officer = operator(Role.REGISTRATION_OFFICER, name="吴受理")
+    approver = operator(Role.APPROVER, name="郑审批")
+    revealer = operator(Role.AUDITOR, Role.PII_REVEAL, name="冯审计")
+    id_number, phone = unique_id_number(), unique_phone()
+
+    # 1. the officer registers a citizen; listings mask the ID number and the phone
+    r = officer.post("/admin/persons/new", {"name": "陈市民", "id_number": id_number, "phone": phone, "document_type": "resident_id_card"})
+    person_id = location_id(r, "/admin/persons")
+    page = officer.http.get(f"/admin/persons/{person_id}?done=registered")
+    assert page.status_code == 200 and "登记成功" in page.text
+    masked = id_number[:6] + "********" + id_number[-4:]
+    assert masked in page.text and id_number not in page.text and phone not in page.text
+    listing = officer.http.get("/admin/subscribers", params={"q": id_number})
+    assert masked in listing.text and id_number not in listing.text and "陈市民" in listing.text
+    assert "陈市民" in officer.http.get("/admin/subscribers", params={"q": masked}).text
+    # revealing is a permission of its own, and audited
+    assert "/reveal" not in page.text
+    denied = officer.post(f"/admin/persons/{person_id}/reveal", {"reason": "checking"})
+    assert denied.status_code == 403 and "auth.insufficient_role" in denied.text
+    shown = revealer.post(f"/admin/persons/{person_id}/reveal", {"reason": "公安协查"})
+    assert shown.status_code == 200 and id_number in shown.text and phone in shown.text
+    assert shown.headers["cache-control"] == "no-store"
+    with rt.db.read() as db:
+        reveal = search(db, action="identity.person.reveal", target=f"person:{person_id}", limit=1)[0]
+    assert reveal.actor == revealer.ref and reveal.details["reason"] == "公安协查"
+    assert revealer.post(f"/admin/persons/{person_id}/reveal", {"reason": " "}).status_code == 422
+
+    # 2. a CSR request, submitted by the officer, who cannot approve it
+    r = officer.post("/admin/requests/new", {"type": "new", "subject_kind": "person", "subject_id": person_id, "profile": "citizen", "csr": make_csr()})
+    request_id = location_id(r, "/admin/requests")
+    page = officer.http.get(f"/admin/requests/{request_id}")
+    assert 'id="four-eyes-note"' in page.text and 'id="approve"' not in page.text
+    both = operator(Role.REGISTRATION_OFFICER, Role.APPROVER, name="双角色")
+    r = both.post("/admin/requests/new", {"type": "new", "subject_kind": "person", "subject_id": person_id, "profile": "citizen", "csr": make_csr()})
+    own_id = location_id(r, "/admin/requests")
+    refused = both.post(f"/admin/requests/{own_id}/approve")
+    assert refused.status_code == 403 and "admin.four_eyes" in refused.text
+    bad = officer.post("/admin/requests/new", {"type": "new", "subject_kind": "person", "subject_id": person_id, "profile": "citizen", "csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----"})
+    assert 400 <= bad.status_code < 500 and "request-form" in bad.text  # the form again, with the problem
+
+    # 3. the approver sees it waiting, approves, and the certificate is issued at once
+    assert request_id[-8:] in approver.http.get("/admin/requests?awaiting=me").text
+    r = approver.post(f"/admin/requests/{request_id}/approve", {"comment": "证件核验无误"})
+    assert r.status_code == 303 and r.headers["location"].endswith("done=done")
+    page = approver.http.get(f"/admin/requests/{request_id}")
+    serial = re.search(r'id="result-certificate">([0-9a-f]+)<', page.text).group(1)  # type: ignore[union-attr]
+    assert "已完成" in page.text and "证件核验无误" in page.text
+
+    # 4. downloads: PEM, DER, P7B — and openssl verifies the chain
+    pem = officer.http.get(f"/admin/certificates/{serial}/download?format=pem")
+    der = officer.http.get(f"/admin/certificates/{serial}/download?format=der")
+    p7b = officer.http.get(f"/admin/certificates/{serial}/download?format=p7b")
+    chain = officer.http.get(f"/admin/certificates/{serial}/download?format=chain")
+    assert pem.headers["content-type"] == "application/x-pem-file" and der.headers["content-type"] == "application/pkix-cert"
+    assert p7b.headers["content-type"] == "application/pkcs7-mime" and f'filename="{serial}.p7b"' in p7b.headers["content-disposition"]
+    leaf = x509.load_pem_x509_certificate(pem.content)
+    assert leaf == x509.load_der_x509_certificate(der.content) and format(leaf.serial_number, "x") == serial
+    certs = split_pem(chain.content)
+    root = next(c for c in certs if c.subject == c.issuer)
+    issuing = next(c for c in certs[1:] if c.subject != c.issuer)
+    (tmp_path / "leaf.pem").write_bytes(pem.content)
+    done = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(write(tmp_path / "root.pem", [root])), "-untrusted", str(write(tmp_path / "issuing.pem", [issuing])), str(tmp_path / "leaf.pem")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0 and ": OK" in done.stdout, done.stdout + done.stderr
+    (tmp_path / "c.p7b").write_bytes(p7b.content)
+    printed = subprocess.run(["openssl", "pkcs7", "-inform", "DER", "-in", str(tmp_path / "c.p7b"), "-print_certs"], capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0 and printed.stdout.count("-----BEGIN CERTIFICATE-----") >= 2
+    assert officer.http.get(f"/admin/certificates/{serial}/download?format=zip").status_code == 400
+    detail = officer.http.get(f"/admin/certificates/{serial}")
+    assert detail.status_code == 200 and serial in detail.text and "/ocsp" in detail.text
+
+    # 5. revocation request → approval → OCSP (openssl against the live responder) says revoked
+    def ocsp_status() -> str:
+        out = subprocess.run(
+            ["openssl", "ocsp", "-issuer", str(tmp_path / "issuing.pem"), "-cert", str(tmp_path / "leaf.pem"), "-url", f"{live.url}/ocsp",
+             "-CAfile", str(tmp_path / "root.pem"), "-no_nonce"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert "Response verify OK" in out.stderr, out.stderr + out.stdout
+        return out.stdout
+
+    assert ": good" in ocsp_status()
+    r = officer.post("/admin/requests/new", {"type": "revocation", "serial": serial, "reason": "keyCompromise", "comment": "持有人报告私钥丢失"})
+    revoke_id = location_id(r, "/admin/requests")
+    assert officer.post(f"/admin/requests/{revoke_id}/approve").status_code == 403
+    r = approver.post(f"/admin/requests/{revoke_id}/approve")
+    assert r.status_code == 303 and r.headers["location"].endswith("done=done")
+    status = ocsp_status()
+    assert ": revoked" in status and "keyCompromise" in status, status
+    assert "已撤销" in officer.http.get(f"/admin/certificates/{serial}").text
+
+    # 6. every step is in the audit log, for the auditor
+    with rt.db.read() as db:
+        actions = {e.action for e in search(db, target=f"request:{request_id}")} | {e.action for e in search(db, target=f"request:{revoke_id}")}
+    assert {"admin.request.create", "admin.request.submit", "admin.request.approve", "admin.request.execute"} <= actions
+
+
+def test_seal_requests_need_two_approvals(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    from identity import service as identity
+    from core.security import Actor
+
+    with rt.db.transaction() as db:
+        dept = identity.register_org(rt, db, Actor.cli(), name="省市场监督管理局", uscc=unique_uscc(), type="government")
+    admin = operator(Role.DEPARTMENT_ADMIN, name="部门管理员", department_id=dept.id)
+    first, second = operator(Role.APPROVER, name="审批甲"), operator(Role.APPROVER, name="审批乙")
+    r = admin.post("/admin/seals", {"name": "行政许可专用章"})
+    assert r.status_code == 303 and r.headers["location"] == "/admin/seals?done=requested"
+    page = admin.http.get("/admin/seals?done=requested")
+    request_id = re.search(r'href="/admin/requests/([0-9a-f]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = first.post(f"/admin/requests/{request_id}/approve")
+    assert r.headers["location"].endswith("done=approved")
+    assert "1 / 2" in first.http.get(f"/admin/requests/{request_id}").text
+    again = first.post(f"/admin/requests/{request_id}/approve")
+    assert again.status_code in (403, 409)  # the same approver never counts twice
+    r = second.post(f"/admin/requests/{request_id}/approve")
+    assert r.status_code == 303 and r.headers["location"].endswith("done=done"), r.text[:500]
+    seals = admin.http.get("/admin/seals")
+    seal_id = re.search(r'href="/admin/seals/([0-9a-f]+)"', seals.text).group(1)  # type: ignore[union-attr]
+    detail = admin.http.get(f"/admin/seals/{seal_id}")
+    assert detail.status_code == 200 and "行政许可专用章" in detail.text
+    image = admin.http.get(f"/admin/seals/{seal_id}/image")
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    # another department's administrator sees nothing of it
+    with rt.db.transaction() as db:
+        elsewhere = identity.register_org(rt, db, Actor.cli(), name="别的部门", uscc=unique_uscc(), type="government")
+    other = operator(Role.DEPARTMENT_ADMIN, name="别的部门", department_id=elsewhere.id)
+    assert other.http.get(f"/admin/seals/{seal_id}").status_code == 403
+
+
+def test_department_clients_register_rotate_and_disable(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    from identity import service as identity
+    from core.security import Actor
+
+    with rt.db.transaction() as db:
+        dept = identity.register_org(rt, db, Actor.cli(), name="省人社厅", uscc=unique_uscc(), type="government")
+    admin = operator(Role.DEPARTMENT_ADMIN, name="人社管理员", department_id=dept.id)
+    r = admin.post("/admin/clients", {"name": "社保查询", "redirect_uris": "https://sb.example.gov.cn/cb", "grant_types": "authorization_code", "scopes": "openid profile"})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    client_id = re.search(r'id="client-id">([^<]+)<', r.text).group(1)  # type: ignore[union-attr]
+    secret = re.search(r'id="client-secret">([^<]+)<', r.text).group(1)  # type: ignore[union-attr]
+    assert len(secret) >= 32
+    detail = admin.http.get(f"/admin/clients/{client_id}")
+    assert secret not in detail.text and 'id="client-secret"' not in detail.text  # shown once only
+    rotated = admin.post(f"/admin/clients/{client_id}/rotate")
+    new_secret = re.search(r'id="client-secret">([^<]+)<', rotated.text).group(1)  # type: ignore[union-attr]
+    assert new_secret != secret
+    bad = admin.post("/admin/clients", {"name": "坏的", "redirect_uris": "javascript:alert(1)"})
+    assert 400 <= bad.status_code < 500
+    assert admin.post(f"/admin/clients/{client_id}/disable").status_code == 303
+    assert "已停用" in admin.http.get(f"/admin/clients/{client_id}").text
+    with rt.db.transaction() as db:
+        elsewhere = identity.register_org(rt, db, Actor.cli(), name="别的部门", uscc=unique_uscc(), type="government")
+    other = operator(Role.DEPARTMENT_ADMIN, name="别的部门", department_id=elsewhere.id)
+    assert other.http.get(f"/admin/clients/{client_id}").status_code == 403
+
+
+def test_audit_pages_search_entry_verify_and_export(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    from core.audit import search
+
+    auditor = operator(Role.AUDITOR, name="审计员")
+    page = auditor.http.get("/admin/audit", params={"action": "admin.console.login"})
+    assert page.status_code == 200 and "admin.console.login" in page.text
+    seq = int(re.search(r'href="/admin/audit/(\d+)"', page.text).group(1))  # type: ignore[union-attr]
+    entry = auditor.http.get(f"/admin/audit/{seq}")
+    assert entry.status_code == 200 and "admin.console.login" in entry.text
+    assert auditor.http.get("/admin/audit/999999999").status_code == 404
+    assert auditor.http.get("/admin/audit?since=yesterday").status_code == 422
+    verified = auditor.post("/admin/audit/verify")
+    assert verified.status_code == 200 and "审计哈希链完整" in verified.text
+    as_csv = auditor.http.get("/admin/audit/export", params={"format": "csv", "action": "admin.console.login"})
+    assert as_csv.headers["content-type"].startswith("text/csv") and "attachment" in as_csv.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    assert rows and all(r["action"] == "admin.console.login" for r in rows)
+    as_json = auditor.http.get("/admin/audit/export", params={"format": "json"})
+    data = json.loads(as_json.content)
+    assert data and {"seq", "hash", "action", "actor"} <= set(data[0])
+    assert auditor.http.get("/admin/audit/export", params={"format": "xml"}).status_code == 400
+    with rt.db.read() as db:
+        kinds = {e.action for e in search(db, actor=auditor.ref, limit=20)}
+    assert {"admin.audit.export", "admin.audit.verify"} <= kinds
+
+
+def test_dashboard_counts_follow_the_registry(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    officer = operator(Role.REGISTRATION_OFFICER, name="计数员")
+
+    def count(name: str) -> int:
+        page = officer.http.get("/admin")
+        return int(re.search(rf'data-count="{name}">(?:<a [^>]*>)?(\d+)', page.text).group(1))  # type: ignore[union-attr]
+
+    persons, submitted = count("persons"), count("submitted")
+    r = officer.post("/admin/persons/new", {"name": "新来的", "id_number": unique_id_number()})
+    person_id = location_id(r, "/admin/persons")
+    officer.post("/admin/requests/new", {"type": "new", "subject_kind": "person", "subject_id": person_id, "profile": "citizen", "csr": make_csr()})
+    assert count("persons") == persons + 1 and count("submitted") == submitted + 1
+
+
+def test_security_headers_on_console_pages(operator) -> None:  # type: ignore[no-untyped-def]
+    op = operator(Role.AUDITOR)
+    for url in ("/admin", "/admin/audit", "/admin/login"):
+        r = op.http.get(url)
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+        assert "<script>" not in r.text and " on" + "click=" not in r.text  # no inline script at all
+    page = op.http.get("/admin")
+    assert re.search(r'<script src="/admin/static/console.js"', page.text)
+    assert op.http.get("/admin/static/console.js").headers["content-type"].startswith("application/javascript") or "javascript" in op.http.get("/admin/static/console.js").headers["content-type"]
+    assert op.http.get("/admin/static/../../eauth.db").status_code == 404
+    cookie_flags = op.http.get("/admin?lang=en").headers["set-cookie"].lower()
+    assert "httponly" in cookie_flags and "samesite=lax" in cookie_flags
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_every_console_page_renders_for_an_all_role_operator(operator, lang: str) -> None:  # type: ignore[no-untyped-def]
+    op = operator(*Role, name="全能")
+    op.http.cookies.set("eauth_lang", lang)
+    for url in ("/admin", "/admin/subscribers", "/admin/persons/new", "/admin/orgs/new", "/admin/requests", "/admin/requests/new",
+                "/admin/certificates", "/admin/expiring", "/admin/bulk", "/admin/seals", "/admin/clients", "/admin/audit"):
+        r = op.http.get(url)
+        assert r.status_code == 200, (url, r.text[:400])
+        assert f'<html lang="{lang}">' in r.text

@@ -128,7 +128,9 @@ def deliver(rt: Runtime, delivery_id: str, *, client: httpx.Client | None = None
         status = "pending"
     with rt.db.transaction() as db:
         current = db.get(LogoutDelivery, delivery_id)
-        if current is not None:
+        # Only the latest claimed attempt writes the status: a slow earlier attempt finishing after a
+        # later one was claimed must not turn "failed"/"delivered" back into "pending".
+        if current is not None and current.status == "pending" and (current.attempts == row.attempts or status == "delivered"):
             current.status = status
             current.logout_token = token
             current.last_error = error

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DataError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from core import metrics
@@ -139,7 +139,7 @@ class Database:
 
 @contextlib.contextmanager
 def translate_db_errors() -> Iterator[None]:
-    """A database that cannot be reached becomes a 503 problem, not a traceback."""
+    """A database that cannot be reached becomes a 503 problem, not a traceback; a value it refuses, a 400."""
     try:
         yield
     except OperationalError as exc:
@@ -152,6 +152,10 @@ def translate_db_errors() -> Iterator[None]:
             code, detail = "db.unavailable", "the database is unavailable"
         metrics.count_db_error(code)
         raise Problem(Kind.UNAVAILABLE, code, detail, headers={"Retry-After": "2"}) from exc
+    except DataError as exc:
+        # The database refused a value the caller sent (PostgreSQL: a NUL character in a text
+        # parameter, a number out of range): the request is at fault, not the service.
+        raise Problem(Kind.INVALID_INPUT, "db.invalid_value", "the request carries a value that cannot be stored or searched (e.g. a NUL character)") from exc
 
 
 # -- migrations ---------------------------------------------------------------------------------

@@ -56,6 +56,12 @@ def _oauth(handler: Any) -> Any:
             return await handler(request)
         except OAuthError as exc:
             return exc.response()
+        except Problem as exc:
+            if exc.status >= 500:  # an outage stays a problem document (503 + Retry-After)
+                raise
+            # A 4xx from below (e.g. a value the database refuses): still RFC 6749 error JSON here.
+            error = "invalid_client" if exc.status == 401 else "invalid_request"
+            return OAuthError(error, exc.detail, status=exc.status, headers=exc.headers).response()
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__

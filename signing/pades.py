@@ -66,6 +66,11 @@ class PadesOptions:
             raise Problem(Kind.VALIDATION, "signing.bad_docmdp", "DocMDP permissions are 1, 2 or 3", fields=[{"name": "docmdp", "reason": "out of range"}])
 
 
+# Licences and approvals are a few pages; the bound keeps page-tree walks (placement, appearance)
+# and the work a hostile upload can ask for small. A declared /Count counts, true or not.
+MAX_PAGES = 2000
+
+
 def open_pdf(data: bytes, *, max_bytes: int) -> Any:
     """An ``IncrementalPdfFileWriter`` over ``data``, or a 4xx problem naming what is wrong."""
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -85,9 +90,11 @@ def open_pdf(data: bytes, *, max_bytes: int) -> Any:
         raise Problem(Kind.INVALID_INPUT, "signing.pdf_encrypted", "encrypted PDFs cannot be sealed; remove the password first")
     try:
         writer.root["/Pages"]
-        _page_count(writer)
+        pages = _page_count(writer)
     except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
         raise Problem(Kind.INVALID_INPUT, "signing.pdf_unreadable", f"the PDF page tree cannot be read: {_short(exc)}") from None
+    if pages > MAX_PAGES:
+        raise Problem(Kind.TOO_LARGE, "signing.too_many_pages", f"documents are limited to {MAX_PAGES} pages (this one declares {pages})")
     return writer
 
 
@@ -224,7 +231,8 @@ def seal_pdf_bytes(
         out = pdf_signer.sign_pdf(writer, existing_fields_only=existing, bytes_reserved=bytes_reserved, appearance_text_params=text_params)
     except SigningError as exc:
         message = _short(exc)
-        if "certif" in message.lower() or "docmdp" in message.lower() or "lock" in message.lower():
+        lowered = message.lower()
+        if any(word in lowered for word in ("certif", "docmdp", "lock", "author signature", "forbids")):
             raise Problem(Kind.CONFLICT, "signing.document_locked", f"the document does not allow this signature: {message}") from None
         raise Problem(Kind.POLICY, "signing.refused", f"pyHanko refused to sign: {message}") from None
     except (PdfError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:

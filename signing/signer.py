@@ -39,7 +39,8 @@ class HsmSigner(Signer):
     ) -> None:
         super().__init__(
             signing_cert=signing_cert,
-            cert_registry=SimpleCertificateStore.from_certs([signing_cert, *chain]),
+            # pyHanko embeds the signing certificate itself; the registry holds the rest of the chain
+            cert_registry=SimpleCertificateStore.from_certs([c for c in chain if c.dump() != signing_cert.dump()]),
             embed_roots=embed_roots,
         )
         self.key = key

@@ -35,6 +35,7 @@ from asn1crypto import x509 as asn1_x509
 
 from core import clock
 from core.errors import Kind, Problem
+from signing.pades import MAX_PAGES
 from signing.report import (
     CertificateInfo,
     Coverage,
@@ -101,6 +102,8 @@ def signer_of(cert: asn1_x509.Certificate, setup: TrustSetup) -> Signer:
         for attr in rdn:
             if attr["type"].dotted == OID_ORGANIZATION_IDENTIFIER:
                 uscc = str(attr["value"].native)
+    if uscc is None:
+        uscc = _uscc_extension(cert)
     seal = setup.seal_of(format(cert.serial_number, "x"))
     return Signer(
         name=str(subject.get("common_name", cert.subject.human_friendly)),
@@ -110,6 +113,22 @@ def signer_of(cert: asn1_x509.Certificate, setup: TrustSetup) -> Signer:
         seal_name=seal[1] if seal else None,
         department_id=seal[2] if seal else None,
     )
+
+
+OID_USCC_EXTENSION = "1.2.156.10260.4.1.3"  # GB/T 20518: the organisation's unified social credit code
+
+
+def _uscc_extension(cert: asn1_x509.Certificate) -> str | None:
+    from asn1crypto import core as asn1_core
+
+    for ext in cert["tbs_certificate"]["extensions"] or []:
+        if ext["extn_id"].dotted == OID_USCC_EXTENSION:
+            try:
+                value = asn1_core.load(ext["extn_value"].native).native
+            except (ValueError, TypeError):
+                return None
+            return value if isinstance(value, str) else None
+    return None
 
 
 def tst_time(signed_data: cms.SignedData) -> datetime | None:
@@ -153,6 +172,37 @@ def _validation_context(setup: TrustSetup, *, moment: datetime | None, extra_cer
 
 
 # -- PDF -------------------------------------------------------------------------------------------
+
+
+def _diff_policy() -> Any:
+    """pyHanko's standard modification policy, except that a new *visible* signature field may be
+    added after a certification signature with P ≥ 2 (ISO 32000-1 §12.8.2.2.2: P=2 permits
+    "filling in forms and signing"; Acrobat accepts it, pyHanko's default refuses it): one
+    department certifies a licence, another then approves it with its visible seal."""
+    global _DIFF_POLICY
+    if _DIFF_POLICY is None:
+        from pyhanko.sign.diff_analysis import policies
+        from pyhanko.sign.diff_analysis.form_rules_api import FormUpdatingRule
+        from pyhanko.sign.diff_analysis.rules.file_structure_rules import ObjectStreamRule, XrefStreamRule
+        from pyhanko.sign.diff_analysis.rules.form_field_rules import GenericFieldModificationRule, SigFieldCreationRule, SigFieldModificationRule
+        from pyhanko.sign.diff_analysis.rules.metadata_rules import DocInfoRule, MetadataUpdateRule
+        from pyhanko.sign.diff_analysis.policy_api import ModificationLevel
+
+        _DIFF_POLICY = policies.StandardDiffPolicy(
+            global_rules=[
+                policies.CatalogModificationRule(),
+                DocInfoRule().as_qualified(ModificationLevel.LTA_UPDATES),
+                XrefStreamRule().as_qualified(ModificationLevel.LTA_UPDATES),
+                ObjectStreamRule().as_qualified(ModificationLevel.LTA_UPDATES),
+                policies.DSSCompareRule().as_qualified(ModificationLevel.LTA_UPDATES),
+                MetadataUpdateRule().as_qualified(ModificationLevel.LTA_UPDATES),
+            ],
+            form_rule=FormUpdatingRule(field_rules=[SigFieldCreationRule(allow_new_visible_after_certify=True), SigFieldModificationRule(), GenericFieldModificationRule()]),
+        )
+    return _DIFF_POLICY
+
+
+_DIFF_POLICY: Any = None
 
 
 @dataclass
@@ -216,7 +266,9 @@ def open_for_verification(data: bytes, *, max_bytes: int) -> Any:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
         if reader.encrypted:
             raise Problem(Kind.INVALID_INPUT, "verify.pdf_encrypted", "encrypted PDFs cannot be verified here")
-        reader.root["/Pages"]
+        pages = int(reader.root["/Pages"]["/Count"])
+        if pages > MAX_PAGES:
+            raise Problem(Kind.TOO_LARGE, "verify.too_many_pages", f"documents are limited to {MAX_PAGES} pages (this one declares {pages})")
     except Problem:
         raise
     except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError, OSError) as exc:
@@ -425,6 +477,7 @@ async def _signature_report(emb: Any, setup: TrustSetup, dss: _Dss, signature_fi
             emb,
             signer_validation_context=signer_vc,
             ts_validation_context=ts_vc,
+            diff_policy=_diff_policy(),
             key_usage_settings=KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"}, match_all_key_usages=False),
         )
     except Exception as exc:  # noqa: BLE001 - an unreadable signature is a failed signature, not a 500

@@ -73,7 +73,9 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     }
     ctx.update(context or {})
     body = _env.get_template(template).render(ctx)
-    response = HTMLResponse(body, status_code=status, headers={"cache-control": "no-store", **(headers or {})})
+    # same-origin (not the platform's no-referrer): under no-referrer browsers send ``Origin: null``
+    # with form posts (Fetch §3.2.5), and the guard's same-origin check would refuse every form.
+    response = HTMLResponse(body, status_code=status, headers={"cache-control": "no-store", "referrer-policy": "same-origin", **(headers or {})})
     chosen = request.query_params.get("lang")
     if chosen in i18n.LANGUAGES and chosen != request.cookies.get(i18n.COOKIE):
         response.set_cookie(i18n.COOKIE, chosen, max_age=365 * 86400, httponly=True, samesite="lax", secure=secure_cookies(rt), path="/")

@@ -100,5 +100,5 @@ def dashboard(request: Request, user: AnyOperator) -> HTMLResponse:
             "expiring_30d": len(ca_service.expiring(db, days=30)),
         }
     counts.update(_traffic())
-    chart = daily_chart(days, per_day)
+    chart = daily_chart(days, per_day, width=1100, height=210)
     return render(request, "dashboard.html", {"counts": counts, "chart": chart})

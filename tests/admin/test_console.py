@@ -19,3 +19,18 @@ def test_dashboard_renders_in_chinese_by_default_and_switches_to_english(operato
     op.http.cookies.set("eauth_lang", "en")
     assert '<html lang="en">' in op.http.get("/admin").text
     assert r.headers["cache-control"] == "no-store"
+
+
+def test_daily_chart_geometry() -> None:
+    from admin.web.dashboard import daily_chart
+
+    days = ["2026-11-29", "2026-11-30", "2026-12-01"]
+    chart = daily_chart(days, {"issued": {"2026-11-30": 7}, "revoked": {"2026-12-01": 2}}, width=300, height=100)
+    assert chart.maximum == 8 and [v for _, v in chart.grid] == [0, 2, 4, 6, 8]  # a round upper bound
+    tall = next(b for b in chart.bars if b.value == 7)
+    short = next(b for b in chart.bars if b.value == 2)
+    assert tall.series == "issued" and short.series == "revoked" and tall.day == "2026-11-30"
+    assert tall.height == pytest.approx(7 / 2 * short.height) and tall.y + tall.height == pytest.approx(chart.plot_bottom)
+    assert all(b.x >= chart.plot_left and b.x + b.width <= 300 for b in chart.bars)
+    empty = daily_chart(days, {"issued": {}, "revoked": {}})
+    assert all(b.height == 0 for b in empty.bars) and empty.maximum == 4

@@ -1,0 +1,211 @@
+"""The console in headless Chromium, as real users at 1366×768, signing in through the real SSO.
+
+An officer registers a citizen and submits a CSR; she cannot approve it; a second operator approves;
+the certificate downloads and ``openssl verify`` accepts it; revocation through the console shows up
+in OCSP (``openssl ocsp`` against the live responder); the auditor sees every step and the chain
+verifies. Screenshots of the main pages (Chinese) are kept in ``docs/screenshots/admin-*.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from core.security import Role
+from tests.admin.test_login import Account, make_account
+from tests.admin.test_pages import make_csr
+from tests.factories import unique_id_number, unique_phone
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def signed_in(chromium, live, account: Account):  # type: ignore[no-untyped-def]
+    """A fresh browser profile that signed in to the console through the SSO (password + TOTP)."""
+    context = chromium.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN", accept_downloads=True)
+    page = context.new_page()
+    page.goto(live.url + "/admin")
+    page.wait_for_url(re.compile(r"/sso/login\?"))
+    page.fill("#login", account.login)
+    page.fill("#password", account.password)
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/sso/login/otp"))
+    page.fill("#totp", account.code())
+    page.click("#verify-totp")
+    page.wait_for_url(re.compile(r"/admin$"))
+    return context, page
+
+
+def shot(page, name: str, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Screenshots are written once (from the SQLite run) so both backends do not fight over them."""
+    if backend == "sqlite":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"admin-{name}.png"), full_page=False)
+
+
+def test_officer_approver_auditor_in_chromium(rt, live, chromium, backend: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    officer_acct = make_account(rt, roles=(Role.REGISTRATION_OFFICER,), name="吴受理")
+    approver_acct = make_account(rt, roles=(Role.APPROVER,), name="郑审批")
+    auditor_acct = make_account(rt, roles=(Role.AUDITOR,), name="冯审计")
+    id_number = unique_id_number()
+
+    # -- the officer registers a citizen and submits a CSR --------------------------------------
+    officer_ctx, page = signed_in(chromium, live, officer_acct)
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    page.click("text=登记个人")
+    page.fill("#name", "陈小明")
+    page.fill("#id_number", id_number)
+    page.fill("#phone", unique_phone())
+    page.click("#person-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/persons/[0-9a-f]+"))
+    assert page.locator("[data-field=id_number]").inner_text() == id_number[:6] + "********" + id_number[-4:]
+    assert id_number not in page.content()
+    page.click("#new-request")
+    page.select_option("#profile", "citizen")
+    page.fill("#csr", make_csr())
+    page.click("button[name=action][value=submit]")
+    page.wait_for_url(re.compile(r"/admin/requests/[0-9a-f]+"))
+    request_url = page.url.split("?")[0]
+    request_id = request_url.rsplit("/", 1)[1]
+    # four-eyes: no approve button for the officer, and a forged POST is refused
+    assert page.locator("#four-eyes-note").is_visible() and page.locator("#approve").count() == 0
+    forged = page.request.post(request_url + "/approve", form={"csrf_token": page.locator("input[name=csrf_token]").first.input_value()})
+    assert forged.status == 403
+
+    # -- a second operator approves; the certificate is issued and downloads ---------------------
+    approver_ctx, apage = signed_in(chromium, live, approver_acct)
+    apage.goto(live.url + "/admin/requests?awaiting=me")
+    apage.click(f"a[href='/admin/requests/{request_id}']")
+    apage.fill("#approve-comment", "身份证件已当面核验")
+    apage.click("#approve")
+    apage.wait_for_url(re.compile(r"done=done"))
+    apage.click("#result-certificate")
+    apage.wait_for_url(re.compile(r"/admin/certificates/[0-9a-f]+"))
+    serial = apage.url.rsplit("/", 1)[1]
+    with apage.expect_download() as info:
+        apage.click("#download-pem")
+    leaf_path = tmp_path / "leaf.pem"
+    info.value.save_as(str(leaf_path))
+    with apage.expect_download() as info:
+        apage.click("#download-chain")
+    chain_path = tmp_path / "chain.pem"
+    info.value.save_as(str(chain_path))
+    certs = x509.load_pem_x509_certificates(chain_path.read_bytes())
+    root = next(c for c in certs if c.subject == c.issuer)
+    issuing = next(c for c in certs[1:] if c.subject != c.issuer)
+    (tmp_path / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "issuing.pem").write_bytes(issuing.public_bytes(serialization.Encoding.PEM))
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(tmp_path / "root.pem"), "-untrusted", str(tmp_path / "issuing.pem"), str(leaf_path)], capture_output=True, text=True, timeout=60
+    )
+    assert verify.returncode == 0 and ": OK" in verify.stdout, verify.stdout + verify.stderr
+    assert format(x509.load_pem_x509_certificate(leaf_path.read_bytes()).serial_number, "x") == serial
+
+    # screenshots of the officer's main pages, with data on them
+    page.goto(live.url + "/admin")
+    shot(page, "dashboard", backend)
+    page.goto(live.url + "/admin/subscribers?q=陈小明")
+    shot(page, "subscribers", backend)
+    page.goto(request_url)
+    shot(page, "request", backend)
+    page.goto(live.url + f"/admin/certificates/{serial}")
+    shot(page, "certificate", backend)
+
+    # -- revocation through the console shows up in OCSP ------------------------------------------
+    page.click("#maintain-revocation")
+    page.select_option("#reason", "keyCompromise")
+    page.fill("#comment", "持证人报告密钥丢失")
+    page.click("button[name=action][value=submit]")
+    page.wait_for_url(re.compile(r"/admin/requests/[0-9a-f]+"))
+    revoke_id = page.url.split("?")[0].rsplit("/", 1)[1]
+    apage.goto(live.url + f"/admin/requests/{revoke_id}")
+    apage.click("#approve")
+    apage.wait_for_url(re.compile(r"done=done"))
+    ocsp = subprocess.run(
+        ["openssl", "ocsp", "-issuer", str(tmp_path / "issuing.pem"), "-cert", str(leaf_path), "-url", f"{live.url}/ocsp", "-CAfile", str(tmp_path / "root.pem"), "-no_nonce"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "Response verify OK" in ocsp.stderr and ": revoked" in ocsp.stdout and "keyCompromise" in ocsp.stdout, ocsp.stdout + ocsp.stderr
+
+    # -- the auditor sees every step and verifies the chain --------------------------------------
+    auditor_ctx, upage = signed_in(chromium, live, auditor_acct)
+    upage.click("text=审计日志")
+    upage.fill("input[name=target]", f"request:{request_id}")
+    upage.click("form[action='/admin/audit'] button[type=submit]")
+    upage.wait_for_url(re.compile(r"target=request"))
+    text = upage.locator("table").inner_text()
+    for action in ("admin.request.create", "admin.request.submit", "admin.request.approve", "admin.request.execute"):
+        assert action in text, action
+    upage.fill("input[name=target]", f"request:{revoke_id}")
+    upage.click("form[action='/admin/audit'] button[type=submit]")
+    upage.wait_for_url(re.compile(r"target=request"))
+    assert "admin.request.execute" in upage.locator("table").inner_text()
+    upage.fill("input[name=target]", "")
+    upage.click("form[action='/admin/audit'] button[type=submit]")
+    shot(upage, "audit", backend)
+    upage.click("#verify-chain")
+    result = upage.locator("#verify-result")
+    assert result.get_attribute("data-ok") == "true" and "审计哈希链完整" in result.inner_text()
+    # and an auditor cannot act on requests
+    assert upage.request.post(live.url + f"/admin/requests/{request_id}/comment", form={"body": "x"}).status == 403
+
+    for ctx in (officer_ctx, approver_ctx, auditor_ctx):
+        ctx.close()
+
+
+def test_console_refuses_to_be_framed(chromium, live) -> None:  # type: ignore[no-untyped-def]
+    """Clickjacking: a page on another origin that frames the console gets nothing rendered."""
+    import http.server
+    import threading
+
+    evil = f'<html><body><iframe id="f" src="{live.url}/admin/login" width="600" height="400"></iframe></body></html>'.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(evil)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(f"http://localhost:{server.server_address[1]}/")
+        deadline = time.time() + 10
+        while time.time() < deadline and not [f for f in page.frames if f != page.main_frame and f.url != "about:blank"]:
+            time.sleep(0.1)
+        framed = [f for f in page.frames if f != page.main_frame]
+        assert framed, "the iframe never navigated"
+        # blocked by frame-ancestors 'none' / X-Frame-Options: Chromium shows its error page instead
+        assert framed[0].url.startswith("chrome-error://"), framed[0].url
+        assert page.frame_locator("#f").locator("form").count() == 0
+        context.close()
+    finally:
+        server.shutdown()

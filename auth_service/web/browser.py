@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -30,6 +31,16 @@ CSRF_COOKIE = "eauth_csrf"
 LANG_COOKIE = "eauth_lang"
 MAX_FORM_BYTES = 64 * 1024
 MAX_FIELDS = 60
+
+# The platform-wide policy (eauth.security_headers), except that ``form-action`` also names the
+# relying party a form may end up redirecting to: Chromium applies form-action to the redirects that
+# follow a form submission, so a sign-in form whose answer is a 303 to the RP's redirect_uri must
+# allow that origin (CSP Level 3 §6.3.1).
+CSP_TEMPLATE = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'{extra}; frame-ancestors 'none'; base-uri 'self'; object-src 'none'"
+)
+_ORIGIN_HOST = re.compile(r"^[A-Za-z0-9.\-]+$|^\[[0-9A-Fa-f:.]+\]$")
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 
@@ -60,6 +71,18 @@ class Browser:
         self.lang = self.chosen_lang or i18n.DEFAULT
         self.ip = client_ip(request, rt.settings.trusted_proxies)
         self.user_agent = (request.headers.get("user-agent") or "")[:300]
+        self.form_origins: set[str] = set()
+
+    def allow_form_redirect(self, uri: str | None) -> None:
+        """Let this page's forms lead (by redirect) to the origin of ``uri`` — a registered redirect or
+        post-logout URI, never one taken from the request unchecked."""
+        if not uri:
+            return
+        parts = urlsplit(uri)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if parts.scheme in ("http", "https") and _ORIGIN_HOST.match(hostname or ""):
+            self.form_origins.add(f"{parts.scheme}://{host}")
 
     def prefer(self, ui_locales: str | None) -> None:
         """Apply a relying party's ``ui_locales`` (OIDC Core §3.1.2.1) unless the user chose."""
@@ -92,6 +115,8 @@ class Browser:
         if self.new_cookie:
             response.set_cookie(CSRF_COOKIE, self.cookie, httponly=True, samesite="lax", secure=secure_cookies(self.rt), path="/")
         response.headers.setdefault("Cache-Control", "no-store")
+        if self.form_origins:
+            response.headers["Content-Security-Policy"] = CSP_TEMPLATE.format(extra="".join(" " + o for o in sorted(self.form_origins)))
         return response
 
     def render(self, template: str, status: int = 200, **context: Any) -> Response:

@@ -56,6 +56,7 @@ def _load(rt: Runtime, browser: Browser, token: str | None) -> authz.Interaction
         state = authz.load_interaction(db, token, browser.binding)
     if state is not None and state.req is not None:
         browser.prefer(state.req.ui_locales)
+        browser.allow_form_redirect(state.req.redirect_uri)  # registered, matched exactly at /authorize
     return state
 
 
@@ -113,6 +114,7 @@ def _login_page(rt: Runtime, browser: Browser, state: authz.InteractionState, *,
     return browser.render(
         "login.html",
         status=status,
+        path=f"/sso/login?ia={state.token}",  # the language switch returns here, also after a POST
         ia=state.token,
         client_name=_client_name(rt, state),
         error=error,
@@ -184,6 +186,7 @@ def _otp_page(rt: Runtime, browser: Browser, state: authz.InteractionState, *, e
     return browser.render(
         "otp.html",
         status=status,
+        path=f"/sso/login/otp?ia={state.token}",
         ia=state.token,
         client_name=_client_name(rt, state),
         has_totp=enrolled,

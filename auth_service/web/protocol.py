@@ -312,6 +312,7 @@ def _logout(rt: Runtime, request: Request, params: dict[str, str], *, post: bool
         confirmed = claims is not None and (claims.get("sid") == session.id or claims.get("sub") == session.person_id)
         if not confirmed:
             # Without proof the RP speaks for this session, ask the user (RP-Initiated Logout §2).
+            browser.allow_form_redirect(target)  # checked above against the client's registration
             return browser.render("logout_confirm.html", fields={k: v for k, v in params.items() if k in ("post_logout_redirect_uri", "state", "client_id", "id_token_hint")})
         end_session_and_notify(rt, session.id, session.person_id, "rp_logout")
     response = browser.redirect(after, status=303 if post else 302) if after else browser.render("logged_out.html")

@@ -25,6 +25,7 @@ class Kind(enum.Enum):
     FORBIDDEN = ("forbidden", 403, "You are not allowed to do this")
     NOT_FOUND = ("not-found", 404, "Not found")
     METHOD_NOT_ALLOWED = ("method-not-allowed", 405, "Method not allowed")
+    REQUEST_TIMEOUT = ("request-timeout", 408, "The request took too long to arrive")
     CONFLICT = ("conflict", 409, "The request conflicts with the current state")
     TOO_LARGE = ("too-large", 413, "The request is too large")
     UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", 415, "Unsupported media type")

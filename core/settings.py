@@ -38,6 +38,8 @@ class Settings(BaseModel):
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     max_request_bytes: int = Field(default=30 * 1024 * 1024, ge=1024)
+    # Slow-loris guard (core.web.SlowBodyGuard): seconds for a request body, +1 s per 500 bytes received.
+    request_body_timeout: float = Field(default=20.0, gt=0, le=3600)
     trusted_proxies: list[str] = ["127.0.0.1/32", "::1/128"]
 
     serve_only: list[str] = []  # `eauth serve --only ocsp,crl`

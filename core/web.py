@@ -6,6 +6,7 @@ own 404/405/422, so every error a client sees is RFC 9457 ``application/problem+
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -34,6 +35,7 @@ _STATUS_KINDS = {
     403: (Kind.FORBIDDEN, "http.forbidden"),
     404: (Kind.NOT_FOUND, "http.not_found"),
     405: (Kind.METHOD_NOT_ALLOWED, "http.method_not_allowed"),
+    408: (Kind.REQUEST_TIMEOUT, "http.request_timeout"),
     409: (Kind.CONFLICT, "http.conflict"),
     413: (Kind.TOO_LARGE, "http.too_large"),
     415: (Kind.UNSUPPORTED_MEDIA_TYPE, "http.unsupported_media_type"),
@@ -130,7 +132,7 @@ class RequestContextMiddleware:
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > limit:
-                        raise Problem(Kind.TOO_LARGE, "request.too_large", f"request bodies are limited to {limit} bytes")
+                        raise BodyTooLarge(limit)
                 return message
 
             async def send_with_id(message: Message) -> None:
@@ -145,8 +147,106 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A streamed (chunked) body passed the limit. An ``HTTPException`` so that FastAPI's body
+    reading lets it through (it turns other exceptions into a generic 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request bodies are limited to {limit} bytes", headers={"Connection": "close"})
+
+
+async def _on_body_too_large(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyTooLarge)
+    return problem_response(Problem(Kind.TOO_LARGE, "request.too_large", str(exc.detail), headers={"Connection": "close"}), request)
+
+
+class BodyTimeout(StarletteHTTPException):
+    """The request body did not arrive in time. An ``HTTPException`` so that FastAPI's body reading
+    lets it through (it turns other exceptions into a generic 400)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {seconds:.0f} s", headers={"Connection": "close"})
+
+
+async def _on_body_timeout(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyTimeout)
+    problem = Problem(Kind.REQUEST_TIMEOUT, "request.body_timeout", str(exc.detail), headers={"Connection": "close"})
+    return problem_response(problem, request)
+
+
+class SlowBodyGuard:
+    """Cut off request bodies that trickle in (slow-loris): a body must arrive within ``initial``
+    seconds, plus one second for every ``min_rate`` bytes received (Apache mod_reqtimeout's
+    ``body=20,MinRate=500``), so a large upload on a slow but honest link still gets through while a
+    client sending a byte a second holds a worker for ``initial`` seconds at most.
+
+    uvicorn has no body timeout of its own (``timeout_keep_alive`` only covers idle connections).
+    Installed outermost (:func:`guard_slow_bodies`) so the raw ASGI fast paths (OCSP, TSA) are covered
+    too. On timeout the caller gets a 408 problem and the connection is closed.
+    """
+
+    def __init__(self, app: ASGIApp, *, initial: float, min_rate: int = 500) -> None:
+        self.app = app
+        self.initial = initial
+        self.min_rate = min_rate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        received = 0
+        body_done = False
+        timed_out = False
+        response_started = False
+
+        async def timed_receive() -> Message:
+            nonlocal received, body_done, timed_out
+            if body_done:  # after the body: waiting for a disconnect is not bounded here
+                return await receive()
+            remaining = start + self.initial + received / self.min_rate - loop.time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, remaining))
+            except TimeoutError:
+                timed_out = True
+                raise BodyTimeout(loop.time() - start) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                if timed_out:  # whatever the route made of the timeout, the rest of the body is not read: close
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracking_send)
+        except BodyTimeout as exc:
+            # Raised through a raw ASGI layer (no exception handler in between): answer here, unless
+            # a response is already on its way (then returning early makes uvicorn drop the connection).
+            if response_started:
+                return
+            problem = Problem(Kind.REQUEST_TIMEOUT, "request.body_timeout", str(exc.detail), headers={"Connection": "close"})
+            await problem_response(problem)(scope, receive, send)
+
+
+def guard_slow_bodies(app: FastAPI, *, initial: float, min_rate: int = 500) -> None:
+    """Add :class:`SlowBodyGuard` — call it after every other ``add_middleware`` (outermost)."""
+    app.add_middleware(SlowBodyGuard, initial=initial, min_rate=min_rate)
+
+
 def install(app: FastAPI, *, max_body: int) -> None:
     app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(BodyTimeout, _on_body_timeout)
+    app.add_exception_handler(BodyTooLarge, _on_body_too_large)
     app.add_exception_handler(HsmError, _on_hsm)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

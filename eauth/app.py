@@ -18,7 +18,7 @@ from core import logs, metrics
 from core.db import require_migrated
 from core.errors import Problem
 from core.runtime import Runtime
-from core.web import install
+from core.web import guard_slow_bodies, install
 from eauth import security_headers
 from eauth.runtime import build_runtime
 
@@ -90,6 +90,7 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
         install_layers = getattr(module, "install", None)  # ASGI layers in front of routing
         if install_layers is not None:
             install_layers(app, rt)
+    guard_slow_bodies(app, initial=rt.settings.request_body_timeout)  # last: outermost, covers the fast paths
     return app
 
 

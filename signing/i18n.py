@@ -119,17 +119,34 @@ def t(lang: str, key: str, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
+def when(value: str | None) -> str:
+    """An ISO 8601 time as a citizen reads it: Beijing time to the second."""
+    from datetime import datetime, timedelta, timezone
+
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        return value
+    return moment.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S") + " (UTC+8)"
+
+
 @functools.lru_cache(maxsize=1)
 def environment() -> Any:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(str(Path(__file__).resolve().parent / "templates")),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["when"] = when
+    return env
 
 
 def render(template: str, *, lang: str, **context: Any) -> str:

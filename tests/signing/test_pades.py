@@ -116,8 +116,8 @@ def test_certification_signature_then_approval(rt, seal, licence_pdf) -> None:  
     assert caught.value.code == "signing.document_locked", caught.value.detail
 
 
-def test_a_foreign_self_signed_signature_is_indeterminate(rt, licence_pdf) -> None:  # type: ignore[no-untyped-def]
-    """Signed by a key and certificate we never issued: intact, but no chain to our anchors (amber)."""
+def foreign_signed(pdf: bytes) -> bytes:
+    """``pdf`` signed (PAdES B-B) with a software key and a self-signed certificate we never issued."""
     import datetime
 
     from asn1crypto import x509 as asn1_x509
@@ -139,8 +139,13 @@ def test_a_foreign_self_signed_signature_is_indeterminate(rt, licence_pdf) -> No
         .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True).sign(key, hashes.SHA256())
     )
     signer = HsmSigner(key, asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER)))
-    out = signers.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(licence_pdf)), signers.PdfSignatureMetadata(field_name="Forged", subfilter=fields.SigSeedSubFilter.PADES), signer=signer)
-    report = service.verify_document(rt, out.getvalue())
+    meta = signers.PdfSignatureMetadata(field_name="Forged", subfilter=fields.SigSeedSubFilter.PADES)
+    return signers.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf)), meta, signer=signer).getvalue()
+
+
+def test_a_foreign_self_signed_signature_is_indeterminate(rt, licence_pdf) -> None:  # type: ignore[no-untyped-def]
+    """Signed by a key and certificate we never issued: intact, but no chain to our anchors (amber)."""
+    report = service.verify_document(rt, foreign_signed(licence_pdf))
     assert report.indication.value == "INDETERMINATE" and report.colour == "amber", report.as_dict()
     assert report.signatures[0].intact and report.signatures[0].crypto_valid and not report.signatures[0].trusted
     assert report.signatures[0].signer.seal_id is None

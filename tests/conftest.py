@@ -277,3 +277,6 @@ def cli_home(tmp_path: Path) -> CliHome:
 
 
 sys.path.insert(0, str(ROOT))
+
+# Prints how many hostile-input (property/schemathesis) cases ran, summed over xdist workers.
+pytest_plugins = ["tests.reliability.tally"]

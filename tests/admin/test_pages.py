@@ -267,3 +267,77 @@ def test_every_console_page_renders_for_an_all_role_operator(operator, lang: str
         r = op.http.get(url)
         assert r.status_code == 200, (url, r.text[:400])
         assert f'<html lang="{lang}">' in r.text
+
+
+def test_bulk_enrolment_upload_progress_and_approval(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    officer = operator(Role.REGISTRATION_OFFICER, name="批量受理")
+    approver = operator(Role.APPROVER, name="批量审批")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["name", "id_number", "phone", "csr"])
+    writer.writerow(["批量一", unique_id_number(), "", make_csr()])
+    writer.writerow(["批量二", "110101199001011230", "", make_csr()])  # a wrong check digit: this row fails alone
+    der = x509.load_pem_x509_csr(make_csr().encode()).public_bytes(serialization.Encoding.DER)
+    writer.writerow(["批量三", unique_id_number(), unique_phone(), __import__("base64").b64encode(der).decode()])
+    files = {"file": ("enrol.csv", out.getvalue().encode("utf-8"), "text/csv")}
+    r = officer.http.post("/admin/bulk", data={"csrf_token": officer.csrf, "profile": "citizen"}, files=files)
+    job_id = location_id(r, "/admin/bulk")
+    deadline = time.time() + 60
+    while True:
+        progress = officer.http.get(f"/admin/bulk/{job_id}/progress").json()
+        if progress["state"] in ("finished", "failed") or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert progress == {"state": "finished", "total": 3, "processed": 3, "failed": 1}
+    page = officer.http.get(f"/admin/bulk/{job_id}")
+    assert "identity.invalid_id_number" in page.text and "批量一" in page.text and "批量三" in page.text
+    assert "/approve" not in page.text  # the uploader cannot approve their own job
+    assert approver.post(f"/admin/bulk/{job_id}/approve").status_code == 303
+    with rt.db.read() as db:
+        from admin import bulk, service
+
+        job = bulk.get_job(db, job_id)
+        states = [service.get_request(db, row["request"]).request.state for row in job.results if row.get("ok")]
+    assert states == ["done", "done"]
+    # malformed uploads are 4xx problems, never 500
+    for body, code in ((b"\xff\xfe\x00garbage", "admin.bulk_not_utf8"), (b"who,what\n1,2\n", "admin.bulk_bad_header"), (b"name,id_number,csr\n", "admin.bulk_empty")):
+        bad = officer.http.post("/admin/bulk", data={"csrf_token": officer.csrf, "profile": "citizen"}, files={"file": ("x.csv", body, "text/csv")})
+        assert bad.status_code == 422 and code in bad.text, (code, bad.status_code)
+    assert officer.http.post("/admin/bulk", data={"csrf_token": officer.csrf, "profile": "root"}, files=files).status_code == 422
+
+
+def test_suspension_and_resumption_through_the_console_show_in_ocsp(rt, live, operator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ca import service as ca_service
+    from identity import service as identity
+    from core.security import Actor
+
+    officer = operator(Role.REGISTRATION_OFFICER, name="暂停受理")
+    approver = operator(Role.APPROVER, name="暂停审批")
+    with rt.db.transaction() as db:
+        person = identity.register_person(rt, db, Actor.cli(), name="暂停对象", id_number=unique_id_number())
+        issued = ca_service.issue_certificate(rt, db, Actor.cli(), profile="citizen", csr=make_csr().encode(), subject_id=person.id)
+        chain = ca_service.ca_chain(rt, db, issued.issuer)
+    leaf = write(tmp_path / "leaf.pem", [issued.certificate])
+    issuing = write(tmp_path / "issuing.pem", [c for c in chain if c.subject != c.issuer][:1])
+    root = write(tmp_path / "root.pem", [c for c in chain if c.subject == c.issuer])
+
+    def status() -> str:
+        out = subprocess.run(["openssl", "ocsp", "-issuer", str(issuing), "-cert", str(leaf), "-url", f"{live.url}/ocsp", "-CAfile", str(root), "-no_nonce"],
+                             capture_output=True, text=True, timeout=60)
+        assert "Response verify OK" in out.stderr, out.stderr
+        return out.stdout
+
+    for kind, expected in (("suspension", "certificateHold"), ("resumption", ": good")):
+        r = officer.post("/admin/requests/new", {"type": kind, "serial": issued.serial})
+        request_id = location_id(r, "/admin/requests")
+        assert approver.post(f"/admin/requests/{request_id}/approve").headers["location"].endswith("done=done")
+        assert expected in status()
+    # and a renewal through the console issues a successor that names its predecessor
+    r = officer.post("/admin/requests/new", {"type": "renewal", "serial": issued.serial, "reason": "到期更新"})
+    request_id = location_id(r, "/admin/requests")
+    approver.post(f"/admin/requests/{request_id}/approve")
+    page = approver.http.get(f"/admin/requests/{request_id}")
+    new_serial = re.search(r'id="result-certificate">([0-9a-f]+)<', page.text).group(1)  # type: ignore[union-attr]
+    assert new_serial != issued.serial and issued.serial in approver.http.get(f"/admin/certificates/{new_serial}").text

@@ -287,7 +287,9 @@ def _insert(db: Session, values: dict[str, Any], *, overwrite: bool) -> int:
         stmt = stmt.on_conflict_do_update(index_elements=["issuer", "serial"], set_={k: v for k, v in values.items() if k not in ("issuer", "serial")})
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=["issuer", "serial"])
-    return db.execute(stmt).rowcount or 0
+    # Count RETURNING rows: SQLAlchemy 2.1 reports rowcount -1 for INSERT on PostgreSQL, which
+    # would hide a conflict from the callers that test for 0.
+    return len(db.execute(stmt.returning(OcspResponse.serial)).all())
 
 
 class NoResponder(Problem):

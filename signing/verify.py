@@ -132,18 +132,26 @@ def _uscc_extension(cert: asn1_x509.Certificate) -> str | None:
 
 
 def tst_time(signed_data: cms.SignedData) -> datetime | None:
-    """genTime of the signature timestamp (unsigned attribute), without validating it."""
+    """genTime of the signature timestamp (unsigned attribute), without validating it.
+
+    Walks the attributes by OID: ``.native`` on the attribute set would decode the whole token with
+    its certificates (≈ 0.2 s per signature here)."""
+    from asn1crypto import core as asn1_core
+
     try:
         attrs = signed_data["signer_infos"][0]["unsigned_attrs"]
-        if attrs.native is None:
+        if isinstance(attrs, asn1_core.Void):
             return None
         for attr in attrs:
-            if attr["type"].native == "signature_time_stamp_token":
+            if attr["type"].dotted == OID_SIGNATURE_TIME_STAMP_TOKEN:
                 token = attr["values"][0]
                 return token["content"]["encap_content_info"]["content"].parsed["gen_time"].native
     except (KeyError, ValueError, TypeError, IndexError, AttributeError):
         return None
     return None
+
+
+OID_SIGNATURE_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken (RFC 3161 Appendix A)
 
 
 def _sub(indic: Any) -> SubIndication:

@@ -1,0 +1,303 @@
+"""Seals, verification and the TSA (issue 6, "Speed"): ``.venv/bin/python -m bench.bench_signing``.
+
+One throwaway platform (``bench.common.bench_home``: its own SoftHSM2 token, a PostgreSQL database,
+``eauth init``), a department, a seal (EC P-256 key in the HSM) and a department system holding a
+real client_credentials access token (``POST /oidc/token``) with ``seal:<id> verify``. The document
+is the one-page licence of ``tests/data/signing/licence.pdf``. Rate limits are switched off for the
+run (``EAUTH_RATE_LIMITS``), as for any load test.
+
+Figures, each with its reference measured in the same run:
+
+1. **PAdES B-T sealing.** Reference: pyHanko in this process with the same HSM key, the same
+   visible stamp (image + CJK text + QR), the same in-process timestamper and ``bytes_reserved``
+   — the signing work without the platform around it (no request, no database row, no audit
+   entry). Peer: ``POST /api/v1/seals/{id}/pdf?level=B-T`` over HTTP (``ab``), the server
+   ``eauth serve --workers 1`` (one process, like the reference) with 2 requests in flight, and
+   ``--workers 2`` with 4 in flight.
+2. **Verification** of the B-T licence. Reference: pyHanko's ``validate_pdf_signature`` in this
+   process against our root (no fetching). Peer: ``POST /api/v1/verifications`` (our whole
+   report: integrity, chain, timestamp, modification analysis, the platform's revocation register,
+   level), same two server shapes.
+3. **JWS record sealing** (B-B, compact): ``seal_records`` in this process, and
+   ``POST /api/v1/seals/{id}/records`` with 200 records per request.
+4. **TSA**: ``POST /tsa`` with ``ab`` (keep-alive, 8 in flight) vs ``openssl ts -reply`` on the
+   same query (a software key: an ``openssl ts`` process per token, as a shell script would run
+   it); and the in-process ``TimestampAuthority.respond`` for scale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import ab, bench_home, heading, main_guard, report, scale, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+LICENCE = ROOT / "tests" / "data" / "signing" / "licence.pdf"
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds else 0.0
+
+
+def setup(bh) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+    """(seal id, client id, client secret)."""
+    from identity.numbers import uscc_check_char
+
+    body = "11460000MB1234567"
+    uscc = body + uscc_check_char(body)
+    bh.eauth("org", "add", "--name", "海南省市场监督管理局", "--uscc", uscc, "--type", "government")
+    seal = json.loads(bh.eauth("--json", "seal", "create", "--name", "行政审批专用章", "--department", uscc).stdout)
+    client = json.loads(bh.eauth("--json", "client", "add", "--name", "审批系统", "--grant", "client_credentials", "--scope", f"seal:{seal['id']}", "--scope", "verify").stdout)
+    bh.eauth("seal", "allow", seal["id"], "--client", client["client_id"])
+    return seal["id"], client["client_id"], client["client_secret"]
+
+
+def access_token(url: str, client_id: str, secret: str, scope: str) -> str:
+    r = httpx.post(url + "/oidc/token", data={"grant_type": "client_credentials", "scope": scope}, auth=(client_id, secret), timeout=30)
+    r.raise_for_status()
+    return r.json()["access_token"]
+
+
+# -- in-process references ----------------------------------------------------------------------------
+
+
+def reference_sealing(rt, seal_id: str, pdf: bytes, n: int) -> tuple[float, bytes]:  # type: ignore[no-untyped-def]
+    """pyHanko + the HSM key, visible stamp, in-process timestamper, bytes_reserved: PDFs/s."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+
+    from core import clock
+    from signing import service
+    from signing.models import Seal
+
+    with rt.db.read() as db:
+        row = db.get(Seal, seal_id)
+        material = service._material(rt, db, row)
+    timestamper = service._timestamper(rt)
+    text = {"url": service.verify_url(rt, "reference"), "department": material.department, "signed_at": clock.now().strftime("%Y-%m-%d %H:%M:%S")}
+
+    def once() -> bytes:
+        meta = signers.PdfSignatureMetadata(field_name="Seal", md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES)
+        box = (339.0, 36.0, 559.0, 120.0)
+        signer = signers.PdfSigner(meta, signer=material.signer, timestamper=timestamper, stamp_style=material.style, new_field_spec=fields.SigFieldSpec("Seal", on_page=-1, box=box))
+        out = signer.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False), bytes_reserved=material.bytes_reserved, appearance_text_params=text)
+        return out.getvalue()
+
+    for _ in range(3):
+        last = once()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        last = once()
+    return _rate(n, time.perf_counter() - t0), last
+
+
+def reference_validation(rt, sealed: bytes, n: int) -> float:  # type: ignore[no-untyped-def]
+    """pyHanko validate_pdf_signature against our root, no fetching: validations/s."""
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives import serialization
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    from ca import service as ca_service
+
+    with rt.db.read() as db:
+        chain = [asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in ca_service.ca_chain(rt, db)]
+
+    def once() -> None:
+        vc = ValidationContext(trust_roots=[chain[-1]], other_certs=chain[:-1], allow_fetching=False, revocation_mode="soft-fail")
+        reader = PdfFileReader(io.BytesIO(sealed), strict=False)
+        status = validate_pdf_signature(reader.embedded_signatures[0], signer_validation_context=vc, ts_validation_context=vc)
+        assert status.intact and status.valid and status.trusted, status.summary()
+
+    for _ in range(3):
+        once()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        once()
+    return _rate(n, time.perf_counter() - t0)
+
+
+def inprocess_jws(rt, seal_id: str, n: int, batch: int) -> float:  # type: ignore[no-untyped-def]
+    from core.security import Actor
+    from signing import service
+
+    records = [{"licence_no": f"JY146010000{i:05d}", "holder": "海口市示范科技有限公司", "valid_until": "2031-12-31"} for i in range(batch)]
+    with rt.db.transaction() as db:
+        service.seal_records(rt, db, Actor.cli(), seal_id=seal_id, records_=records[:10])
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        with rt.db.transaction() as db:
+            done += len(service.seal_records(rt, db, Actor.cli(), seal_id=seal_id, records_=records))
+    return _rate(done, time.perf_counter() - t0)
+
+
+def inprocess_tsa(rt, query: bytes, n: int) -> float:  # type: ignore[no-untyped-def]
+    from signing import service
+
+    authority = service.tsa_authority(rt)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        authority.respond(query)
+    return _rate(n, time.perf_counter() - t0)
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------
+
+
+async def _post_many(url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int) -> tuple[int, float, dict[int, int]]:
+    statuses: dict[int, int] = {}
+    queue = list(bodies)
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
+
+        async def worker() -> None:
+            while queue:
+                body = queue.pop()
+                r = await client.post(url, content=body, headers=headers)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(bodies), time.perf_counter() - t0, statuses
+
+
+def openssl_tsa_files(work: Path) -> tuple[Path, Path, Path]:
+    """A software TSA key + certificate (critical timeStamping EKU) and an openssl.cnf for ``ts -reply``."""
+    key, cert, cnf = work / "tsa.key", work / "tsa.pem", work / "tsa.cnf"
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)], check=True, capture_output=True)
+    ext = work / "ext.cnf"
+    ext.write_text("[v3]\nextendedKeyUsage=critical,timeStamping\nkeyUsage=critical,digitalSignature\n")
+    subprocess.run(["openssl", "req", "-new", "-x509", "-key", str(key), "-out", str(cert), "-days", "30", "-subj", "/CN=openssl TSA", "-extensions", "v3", "-config", str(ext)], check=True, capture_output=True)
+    cnf.write_text(
+        f"""[ tsa ]
+default_tsa = tsa_config1
+[ tsa_config1 ]
+serial = {work / 'serial'}
+signer_cert = {cert}
+signer_key = {key}
+signer_digest = sha256
+default_policy = 1.2.3.4.1
+digests = sha256, sha384, sha512
+accuracy = secs:1
+ordering = no
+tsa_name = yes
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+crypto_device = builtin
+"""
+    )
+    (work / "serial").write_text("01\n")
+    return key, cert, cnf
+
+
+def main() -> None:
+    n_seal_ref = scale(300, 40)
+    n_seal_api = scale(300, 40)
+    n_verify = scale(300, 40)
+    n_jws = scale(20_000, 2_000)
+    n_tsa = scale(20_000, 2_000)
+    n_openssl = scale(300, 50)
+    heading("Signing — PAdES sealing, verification, JWS records, TSA")
+    pdf = LICENCE.read_bytes()
+    with bench_home(rate_limits="tsa=off,seal=off,verify_page=off") as bh, tempfile.TemporaryDirectory(prefix="eauth-bench-signing-") as tmp:
+        work = Path(tmp)
+        seal_id, client_id, secret = setup(bh)
+        rt = bh.runtime()
+
+        from signing.rfc3161 import build_query
+
+        query = build_query(hashlib.sha256(b"bench").digest(), nonce=None, cert_req=True)
+
+        def references(when: str) -> dict[str, float]:
+            seal_rate, sealed_pdf = reference_sealing(rt, seal_id, pdf, n_seal_ref)
+            out = {
+                "seal": seal_rate,
+                "verify": reference_validation(rt, sealed_pdf, n_verify),
+                "jws": inprocess_jws(rt, seal_id, n_jws, 200),
+                "tsa": inprocess_tsa(rt, query, n_tsa),
+            }
+            report(f"pyHanko in-process, B-T ({when})", out["seal"], "PDFs/s", note=f"{n_seal_ref} PDFs, {len(sealed_pdf):,} bytes")
+            report(f"pyHanko validation in-process ({when})", out["verify"], "PDFs/s", note=f"{n_verify} validations")
+            report(f"JWS sealing in-process ({when})", out["jws"], "records/s", note="seal_records, batches of 200, one transaction + audit entry each")
+            report(f"TSA respond() in-process ({when})", out["tsa"], "tokens/s")
+            return out
+
+        # The machine is shared: references are measured before and after the HTTP runs, and the
+        # ratios use the higher of the two (the less favourable comparison for the API).
+        before = references("reference, before")
+        results: list[tuple[str, float, str, str]] = []
+        for workers, concurrency in ((1, 2), (2, 4)):
+            heading(f"eauth serve --workers {workers}, {concurrency} requests in flight")
+            with serve(bh, workers=workers):
+                token = access_token(bh.url, client_id, secret, f"seal:{seal_id} verify")
+                auth = f"Authorization: Bearer {token}"
+                pdf_file = work / "licence.pdf"
+                pdf_file.write_bytes(pdf)
+                seal_url = f"{bh.url}/api/v1/seals/{seal_id}/pdf?level=B-T"
+                ab(seal_url, n=max(4, workers * 4), c=concurrency, post_file=pdf_file, content_type="application/pdf", headers=[auth], keep_alive=True)  # warm every worker
+                res = ab(seal_url, n=n_seal_api, c=concurrency, post_file=pdf_file, content_type="application/pdf", headers=[auth], keep_alive=True)
+                results.append((f"API sealing B-T over HTTP (w={workers}, c={concurrency})", res.rate, "seal", f"p50 {res.p50_ms:.0f} ms, p99 {res.p99_ms:.0f} ms, non-2xx {res.non_2xx}"))
+                report(results[-1][0], res.rate, "PDFs/s", note=results[-1][3])
+
+                sealed = httpx.post(seal_url, content=pdf, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}, timeout=60)
+                sealed.raise_for_status()
+                sealed_file = work / "sealed.pdf"
+                sealed_file.write_bytes(sealed.content)
+                verify_url = f"{bh.url}/api/v1/verifications"
+                check = httpx.post(verify_url, content=sealed.content, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}, timeout=60).json()
+                assert check["indication"] == "TOTAL-PASSED", check
+                ab(verify_url, n=max(4, workers * 4), c=concurrency, post_file=sealed_file, content_type="application/pdf", headers=[auth], keep_alive=True)
+                res = ab(verify_url, n=n_verify, c=concurrency, post_file=sealed_file, content_type="application/pdf", headers=[auth], keep_alive=True)
+                results.append((f"API verification over HTTP (w={workers}, c={concurrency})", res.rate, "verify", f"p50 {res.p50_ms:.0f} ms, p99 {res.p99_ms:.0f} ms, non-2xx {res.non_2xx}"))
+                report(results[-1][0], res.rate, "PDFs/s", note=results[-1][3])
+
+                records_url = f"{bh.url}/api/v1/seals/{seal_id}/records"
+                body = json.dumps({"records": [{"licence_no": f"JY146010000{i:05d}", "holder": "海口市示范科技有限公司"} for i in range(200)]}).encode()
+                batches = max(concurrency, n_jws // 200)
+                n, seconds, statuses = asyncio.run(_post_many(records_url, [body] * batches, {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, concurrency))
+                assert statuses == {200: batches}, statuses
+                results.append((f"API JWS records over HTTP (w={workers}, c={concurrency})", _rate(n * 200, seconds), "jws", "200 records per request"))
+                report(results[-1][0], results[-1][1], "records/s", note=results[-1][3])
+
+                tsq = work / "q.tsq"
+                tsq.write_bytes(query)
+                tsa_url = f"{bh.url}/tsa"
+                ab(tsa_url, n=500, c=8, post_file=tsq, content_type="application/timestamp-query", keep_alive=True)
+                res = ab(tsa_url, n=n_tsa, c=8, post_file=tsq, content_type="application/timestamp-query", keep_alive=True)
+                results.append((f"TSA over HTTP (w={workers}, c=8, keep-alive)", res.rate, "tsa", f"p50 {res.p50_ms:.0f} ms, p99 {res.p99_ms:.0f} ms, non-2xx {res.non_2xx}"))
+                report(results[-1][0], res.rate, "tokens/s", note=results[-1][3])
+
+        heading("references again, after the HTTP runs")
+        after = references("reference, after")
+        ref = {k: max(before[k], after[k]) for k in before}
+
+        # openssl ts -reply on the same query, one process per token
+        _, _, cnf = openssl_tsa_files(work)
+        t0 = time.perf_counter()
+        for _ in range(n_openssl):
+            done = subprocess.run(["openssl", "ts", "-reply", "-config", str(cnf), "-queryfile", str(tsq), "-out", str(work / "r.tsr")], capture_output=True)
+            assert done.returncode == 0, done.stderr
+        openssl_rate = _rate(n_openssl, time.perf_counter() - t0)
+
+        heading("summary (ratios against the higher in-process reference)")
+        units = {"seal": "PDFs/s", "verify": "PDFs/s", "jws": "records/s", "tsa": "tokens/s"}
+        labels = {"seal": "pyHanko in-process", "verify": "pyHanko validation", "jws": "in-process", "tsa": "in-process respond()"}
+        for label, value, kind, note in results:
+            report(label, value, units[kind], reference=ref[kind], ref_label=labels[kind], note=note)
+        report("openssl ts -reply (process per token)", openssl_rate, "tokens/s", note=f"{n_openssl} tokens, software key")
+        best_tsa = max(v for _, v, k, _ in results if k == "tsa")
+        report("TSA over HTTP (best) vs openssl ts -reply", best_tsa, "tokens/s", reference=openssl_rate, ref_label="openssl ts -reply")
+
+
+if __name__ == "__main__":
+    main_guard(main)

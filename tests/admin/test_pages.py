@@ -263,7 +263,7 @@ def test_every_console_page_renders_for_an_all_role_operator(operator, lang: str
     op = operator(*Role, name="全能")
     op.http.cookies.set("eauth_lang", lang)
     for url in ("/admin", "/admin/subscribers", "/admin/persons/new", "/admin/orgs/new", "/admin/requests", "/admin/requests/new",
-                "/admin/certificates", "/admin/expiring", "/admin/bulk", "/admin/seals", "/admin/clients", "/admin/audit"):
+                "/admin/certificates", "/admin/expiring", "/admin/bulk", "/admin/seals", "/admin/clients", "/admin/audit", "/admin/operators", "/admin/authorities"):
         r = op.http.get(url)
         assert r.status_code == 200, (url, r.text[:400])
         assert f'<html lang="{lang}">' in r.text
@@ -341,3 +341,40 @@ def test_suspension_and_resumption_through_the_console_show_in_ocsp(rt, live, op
     page = approver.http.get(f"/admin/requests/{request_id}")
     new_serial = re.search(r'id="result-certificate">([0-9a-f]+)<', page.text).group(1)  # type: ignore[union-attr]
     assert new_serial != issued.serial and issued.serial in approver.http.get(f"/admin/certificates/{new_serial}").text
+
+
+def test_ca_administrator_appoints_operators_and_publishes_crls(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    from admin import sessions
+    from ca import crl, hierarchy
+    from core.audit import search
+
+    admin = operator(Role.CA_ADMIN, name="CA管理员")
+    id_number = unique_id_number()
+    r = admin.post("/admin/operators", {"person": id_number, "roles": "approver"})
+    assert r.status_code == 404  # not registered yet: operators are people from the registry
+    officer = operator(Role.REGISTRATION_OFFICER, name="登记员")
+    person_id = location_id(officer.post("/admin/persons/new", {"name": "新审批人", "id_number": id_number}), "/admin/persons")
+    r = admin.post("/admin/operators", {"person": id_number, "roles": ["approver", "auditor"]})
+    assert r.status_code == 303
+    listing = admin.http.get("/admin/operators")
+    assert "新审批人" in listing.text and id_number not in listing.text
+    with rt.db.transaction() as db:
+        assert sessions.operator_for(db, person_id)[1] == frozenset({"approver", "auditor"})
+        entry = search(db, action="identity.operator.set", target=f"person:{person_id}", limit=1)[0]
+    assert entry.actor == admin.ref
+    assert admin.post("/admin/operators", {"person": admin.person_id, "roles": "auditor"}).status_code == 403  # not their own
+    assert admin.post("/admin/operators", {"person": person_id, "roles": "department_admin"}).status_code == 422
+    assert admin.post("/admin/operators", {"person": person_id, "roles": "superuser"}).status_code == 422
+    # CRLs on demand
+    with rt.db.read() as db:
+        issuing = next(a for a in hierarchy.list_authorities(db) if not a.is_root)
+        before = crl.latest_crl(db, issuing.name).number  # type: ignore[union-attr]
+    page = admin.http.get("/admin/authorities")
+    assert page.status_code == 200 and f'id="publish-{issuing.name}"' in page.text
+    assert admin.post(f"/admin/authorities/{issuing.name}/crl").status_code == 303
+    with rt.db.read() as db:
+        assert crl.latest_crl(db, issuing.name).number > before  # type: ignore[union-attr]
+    auditor = operator(Role.AUDITOR, name="只读审计")
+    assert "publish-" not in auditor.http.get("/admin/authorities").text
+    assert auditor.post(f"/admin/authorities/{issuing.name}/crl").status_code == 403
+    assert admin.post("/admin/authorities/nope/crl").status_code == 404

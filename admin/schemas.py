@@ -67,3 +67,15 @@ class PageOut(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ClientIn(_In):
+    name: str = Field(max_length=200)
+    redirect_uris: list[str] = Field(default_factory=list, max_length=20)
+    post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=20)
+    backchannel_logout_uri: str | None = Field(None, max_length=2000)
+    grant_types: list[Literal["authorization_code", "refresh_token", "client_credentials"]] = Field(default_factory=lambda: ["authorization_code"], max_length=3)
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile"], max_length=50)
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"] = "client_secret_basic"
+    jwks: dict[str, Any] | None = None
+    department: str | None = Field(None, max_length=64, description="USCC or id; CA administrators only (others: their own department)")

@@ -272,3 +272,80 @@ def audit_verify(request: Request, principal: AuditVerifier) -> dict[str, Any]:
     with rt.db.transaction() as db:
         rt.audit.record(db, actor=principal.actor, action="admin.audit.verify", target="audit", outcome="success" if result.ok else "failure", details=result.as_dict())
     return result.as_dict()
+
+
+# -- department clients ----------------------------------------------------------------------------------
+
+DeptAdmin = Annotated[Principal, Depends(require(roles={Role.DEPARTMENT_ADMIN, Role.CA_ADMIN}, min_acr="2"))]
+
+
+def _department_scope(principal: Principal) -> str | None:
+    """The department a caller is confined to (None: every department, for CA administrators)."""
+    if principal.has_role(Role.CA_ADMIN):
+        return None
+    if len(principal.department_ids) != 1:
+        raise Problem(Kind.FORBIDDEN, "admin.no_department", "your operator record names no department")
+    return next(iter(principal.department_ids))
+
+
+def _client_in_scope(principal: Principal, department_id: str | None) -> None:
+    scope = _department_scope(principal)
+    if scope is not None and department_id != scope:
+        raise Problem(Kind.FORBIDDEN, "admin.other_department", "this belongs to another department")
+
+
+@router.get("/clients", tags=["clients"])
+def list_clients(rt: RuntimeDep, principal: DeptAdmin) -> dict[str, Any]:
+    from auth_service import service as sso
+
+    with rt.db.read() as db:
+        rows = [c.as_dict() for c in sso.list_clients(db, department_id=_department_scope(principal)) if not c.first_party]
+    return _page(rows, len(rows), len(rows), 0)
+
+
+@router.post("/clients", status_code=201, tags=["clients"])
+def register_client(body: schemas.ClientIn, rt: RuntimeDep, principal: DeptAdmin) -> JSONResponse:
+    """Register a department system; the secret is in this response only."""
+    from auth_service import service as sso
+    from identity import service as identity
+
+    with rt.db.transaction() as db:
+        scope = _department_scope(principal)
+        dept_id = identity.resolve_org(db, body.department.strip()).id if body.department and body.department.strip() else scope
+        _client_in_scope(principal, dept_id)
+        view, secret = sso.register_client(
+            rt, db, principal.actor, name=body.name, redirect_uris=body.redirect_uris, grant_types=body.grant_types, scopes=body.scopes,
+            post_logout_redirect_uris=body.post_logout_redirect_uris, backchannel_logout_uri=body.backchannel_logout_uri,
+            token_endpoint_auth_method=body.token_endpoint_auth_method, department_id=dept_id, jwks=body.jwks,
+        )
+    return JSONResponse(view.as_dict() | {"client_secret": secret}, status_code=201, headers={"location": f"/api/v1/clients/{view.client_id}", "cache-control": "no-store"})
+
+
+@router.get("/clients/{client_id}", tags=["clients"])
+def show_client(client_id: str, rt: RuntimeDep, principal: DeptAdmin) -> dict[str, Any]:
+    from auth_service import service as sso
+
+    with rt.db.read() as db:
+        view = sso.get_client(db, client_id[:64])
+    _client_in_scope(principal, view.department_id)
+    return view.as_dict()
+
+
+@router.post("/clients/{client_id}/secret", tags=["clients"])
+def rotate_client_secret(client_id: str, rt: RuntimeDep, principal: DeptAdmin) -> JSONResponse:
+    """A new secret (shown once); the old one stops working at once."""
+    from auth_service import service as sso
+
+    with rt.db.transaction() as db:
+        _client_in_scope(principal, sso.get_client(db, client_id[:64]).department_id)
+        view, secret = sso.rotate_secret(rt, db, principal.actor, client_id=client_id[:64])
+    return JSONResponse(view.as_dict() | {"client_secret": secret}, headers={"cache-control": "no-store"})
+
+
+@router.post("/clients/{client_id}/disable", tags=["clients"])
+def disable_client(client_id: str, rt: RuntimeDep, principal: DeptAdmin) -> dict[str, Any]:
+    from auth_service import service as sso
+
+    with rt.db.transaction() as db:
+        _client_in_scope(principal, sso.get_client(db, client_id[:64]).department_id)
+        return sso.disable_client(rt, db, principal.actor, client_id=client_id[:64]).as_dict()

@@ -156,3 +156,39 @@ def test_the_api_is_described_by_openapi(http: httpx.Client) -> None:
     for path in ("/api/v1/persons", "/api/v1/orgs", "/api/v1/requests", "/api/v1/requests/{request_id}/approve", "/api/v1/audit", "/api/v1/audit/verify"):
         assert path in doc["paths"], path
     assert not [p for p in doc["paths"] if p.startswith("/admin")]  # the console's HTML pages are not API
+
+
+def test_department_clients_through_the_api(rt, api: Api) -> None:  # type: ignore[no-untyped-def]
+    from identity import service as identity
+    from tests.factories import unique_uscc
+
+    with rt.db.transaction() as db:
+        dept = identity.register_org(rt, db, Actor.cli(), name="省教育厅", uscc=unique_uscc(), type="government")
+        other = identity.register_org(rt, db, Actor.cli(), name="省卫健委", uscc=unique_uscc(), type="government")
+    admin_op = open_operator(rt, api.base, {Role.DEPARTMENT_ADMIN}, name="教育管理员", department_id=dept.id)
+    admin_op.http.close()
+    from admin import console_client
+    from auth_service.oidc.access_token import issue_access_token
+
+    with rt.db.read() as db:
+        cid = console_client.registration(rt, db).client_id
+    token = issue_access_token(rt, client_id=cid, subject=admin_op.person_id, scope="openid", acr="2")[0]
+    admin = httpx.Client(base_url=api.base, headers={"authorization": f"Bearer {token}"}, timeout=60)
+    r = admin.post("/api/v1/clients", json={"name": "学籍系统", "redirect_uris": ["https://xj.example.gov.cn/cb"]})
+    assert r.status_code == 201 and r.headers["cache-control"] == "no-store", r.text
+    created = r.json()
+    assert created["department_id"] == dept.id and len(created["client_secret"]) >= 32
+    shown = admin.get(f"/api/v1/clients/{created['client_id']}").json()
+    assert "client_secret" not in shown
+    rotated = admin.post(f"/api/v1/clients/{created['client_id']}/secret").json()
+    assert rotated["client_secret"] != created["client_secret"]
+    assert created["client_id"] in [c["client_id"] for c in admin.get("/api/v1/clients").json()["items"]]
+    assert problem(admin.post("/api/v1/clients", json={"name": "越权", "department": other.uscc, "redirect_uris": ["https://a.example/cb"]})) == "admin.other_department"
+    assert problem(admin.post("/api/v1/clients", json={"name": "坏", "redirect_uris": ["http://evil.example/cb"]})).startswith("sso.")
+    assert problem(admin.post("/api/v1/clients", json={"name": "坏", "grant_types": ["password"]})) == "request.invalid_fields"
+    assert admin.post(f"/api/v1/clients/{created['client_id']}/disable").json()["active"] is False
+    ca_admin = api.operator(Role.CA_ADMIN)
+    assert ca_admin.get(f"/api/v1/clients/{created['client_id']}").status_code == 200
+    outsider = api.operator(Role.APPROVER)
+    assert problem(outsider.get("/api/v1/clients")) == "auth.insufficient_role"
+    admin.close()

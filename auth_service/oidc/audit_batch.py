@@ -70,8 +70,7 @@ class AuditBatcher:
             error: BaseException | None = None
             try:
                 with self._rt.db.transaction() as db:
-                    for item in batch:
-                        self._rt.audit.record(db, actor=item.actor, action=item.action, target=item.target, details=item.details)
+                    self._rt.audit.record_many(db, [{"actor": i.actor, "action": i.action, "target": i.target, "details": i.details} for i in batch])
             except BaseException as exc:  # noqa: BLE001 - reported to every waiting request
                 log.exception("audit batch of %d entries failed", len(batch))
                 error = exc

@@ -31,3 +31,10 @@ def teardown(rt: Runtime) -> None:
     found = rt.extensions.get("auth_service.deliverer")
     if found is not None:
         found.stop()
+
+
+def install(app: object, rt: Runtime) -> None:
+    """ASGI layers in front of routing: the token endpoint's fast path."""
+    from auth_service.web import fastpath
+
+    fastpath.install(app, rt)

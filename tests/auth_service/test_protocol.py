@@ -345,3 +345,45 @@ def test_logout_refuses_unregistered_redirect(meta, agent, make_client) -> None:
     assert r.status_code == 400 and "location" not in r.headers
     r = agent.get(meta["end_session_endpoint"] + "?post_logout_redirect_uri=https://evil.example/")
     assert r.status_code == 400 and "location" not in r.headers
+
+
+def test_concurrent_client_credentials_audited_in_one_chain(meta, make_client, rt) -> None:  # type: ignore[no-untyped-def]
+    """Issuance entries are group-committed (core.audit.record_many): every token has its entry and
+    the chain still verifies end to end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, secret = make_client(grant_types=["client_credentials"], scopes=["records:read"], redirect_uris=[])
+
+    def one(_: int) -> str:
+        r = requests.post(meta["token_endpoint"], data={"grant_type": "client_credentials"}, auth=(client.client_id, secret), timeout=30)
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store" and r.headers["x-request-id"], r.text
+        return jose_jwt.decode(r.json()["access_token"], rp.keyset(meta)).claims["jti"]
+
+    with ThreadPoolExecutor(12) as pool:
+        jtis = set(pool.map(one, range(60)))
+    assert len(jtis) == 60
+    with rt.db.read() as db:
+        audited = {e.details["jti"] for e in search(db, action="sso.token.issue", target=f"client:{client.client_id}")}
+    assert jtis <= audited
+    assert rt.audit.verify(rt.db).ok
+
+
+def test_token_endpoint_problem_for_hsm_failure(meta, make_client, rt) -> None:  # type: ignore[no-untyped-def]
+    """A failure that is not an OAuth error (the HSM refusing to sign) is an RFC 9457 problem, not a 500 page."""
+    from hsm.errors import HsmError, HsmErrorKind
+
+    client, secret = make_client(grant_types=["client_credentials"], scopes=["records:read"], redirect_uris=[])
+
+    def pulled(operation: str) -> None:
+        raise HsmError(HsmErrorKind.TOKEN_MISSING, f"injected: token pulled ({operation})")
+
+    rt.token.fault_hook = pulled
+    try:
+        r = requests.post(meta["token_endpoint"], data={"grant_type": "client_credentials"}, auth=(client.client_id, secret), timeout=30)
+    finally:
+        rt.token.fault_hook = None
+    assert r.status_code == 503 and r.headers["content-type"].startswith("application/problem+json"), (r.status_code, r.text)
+    assert r.json()["type"].startswith("urn:eauth:problem:")
+    # and the platform recovers at once
+    r = requests.post(meta["token_endpoint"], data={"grant_type": "client_credentials"}, auth=(client.client_id, secret), timeout=30)
+    assert r.status_code == 200

@@ -11,14 +11,14 @@ certificates), and only at ceremonies (``eauth crl publish --ca root``, ``eauth 
 
 The TBSCertList is encoded here by hand (a few dozen lines of DER) rather than through
 ``CertificateRevocationListBuilder``: at a million entries the builder's per-entry Python objects
-cost far more time and memory than the bytes themselves (bench/crl.py measures both). The bytes are
+cost far more time and memory than the bytes themselves (bench/bench_crl.py measures both). The bytes are
 then signed by the CA key inside the HSM and checked by ``openssl crl`` and pkilint in the tests.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -201,8 +201,22 @@ def build_crl(
 ) -> tuple[bytes, int]:
     """A signed CertificateList (DER) and its entry count. ``idp_url``: a shard's distribution
     point, written as a critical IDP with onlyContainsUserCerts (RFC 5280 §5.2.5)."""
+    return sign_crl(key, ca_cert, list(encode_entries(rows)), number=number, this_update=this_update, next_update=next_update, idp_url=idp_url)
+
+
+def sign_crl(
+    key: object,
+    ca_cert: x509.Certificate,
+    entries: Sequence[bytes],
+    *,
+    number: int,
+    this_update: datetime,
+    next_update: datetime,
+    idp_url: str | None = None,
+) -> tuple[bytes, int]:
+    """:func:`build_crl` from entries already encoded by :func:`encode_entries` (publication
+    encodes each entry once and shares the bytes between the full CRL and its shard)."""
     scheme = _signature_scheme(key)
-    entries = list(encode_entries(rows))
     exts = [
         _extension(_OID_AKI, aki_of(ca_cert).public_bytes()),
         _extension(_OID_CRL_NUMBER, x509.CRLNumber(number).public_bytes()),
@@ -301,17 +315,24 @@ def publish_crls(rt: Runtime, db: Session, actor: Actor, ca_name: str, *, trigge
     this_update, next_update = now, now + validity
     number = state.crl_number + 1
     rows = revoked_rows(db, ca_name, not_expired_before=_iso(now - validity))
+    total = len(rows)
+    # Each entry is encoded once; the full CRL and the entry's shard share the bytes, and the
+    # rows are dropped before signing (bench/bench_crl.py: 1,000,000 entries within 15 s / 1 GiB).
+    encoded = list(encode_entries(rows))
+    shard_of_entry = [shard_of(row[0]) for row in rows] if not ca.is_root else []
+    del rows
     key = rt.token.key(ca.key_label)
-    scopes: list[tuple[str, list[EntryRow], str | None]] = [(FULL, rows, None)]
+    scopes: list[tuple[str, list[bytes], str | None]] = [(FULL, encoded, None)]
     if not ca.is_root:
-        shards: list[list[EntryRow]] = [[] for _ in range(SHARDS)]
-        for row in rows:
-            shards[shard_of(row[0])].append(row)
-        for k, shard_rows in enumerate(shards):
-            scopes.append((str(k), shard_rows, rt.settings.public_url + crl_path(ca_name, str(k))))
+        shards: list[list[bytes]] = [[] for _ in range(SHARDS)]
+        for k, entry in zip(shard_of_entry, encoded, strict=True):
+            shards[k].append(entry)
+        del shard_of_entry
+        for k, shard_entries in enumerate(shards):
+            scopes.append((str(k), shard_entries, rt.settings.public_url + crl_path(ca_name, str(k))))
     published: list[PublishedCrl] = []
-    for scope, scope_rows, idp_url in scopes:
-        der, count = build_crl(key, ca_cert, scope_rows, number=number, this_update=this_update, next_update=next_update, idp_url=idp_url)
+    for scope, scope_entries, idp_url in scopes:
+        der, count = sign_crl(key, ca_cert, scope_entries, number=number, this_update=this_update, next_update=next_update, idp_url=idp_url)
         digest = hashlib.sha256(der).hexdigest()
         db.add(
             Crl(
@@ -338,7 +359,7 @@ def publish_crls(rt: Runtime, db: Session, actor: Actor, ca_name: str, *, trigge
         actor=actor,
         action="ca.crl.publish",
         target=f"ca:{ca_name}",
-        details={"number": number, "entries": len(rows), "scopes": len(scopes), "next_update": _iso(next_update), "trigger": trigger},
+        details={"number": number, "entries": total, "scopes": len(scopes), "next_update": _iso(next_update), "trigger": trigger},
     )
     return published
 

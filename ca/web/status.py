@@ -4,7 +4,7 @@ changes API (revoke / suspend / resume).
 OCSP requests are answered by :class:`OcspFastPath`, a bare ASGI layer mounted in front of the
 FastAPI stack (``ca.web.install``): a request whose answer is in the process's cache costs one
 DER parse and one dict look-up — no routing, no dependency injection, no thread hop — which is
-what lets a Python responder keep pace with ``openssl ocsp`` (bench/ocsp.py). Misses, nonces and
+what lets a Python responder keep pace with ``openssl ocsp`` (bench/bench_ocsp.py). Misses, nonces and
 unknown serials go to a worker thread (database, HSM). The FastAPI routes below serve the same
 answers when the fast path is not installed and document the endpoints in ``/openapi.json``.
 

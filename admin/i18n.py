@@ -1,8 +1,8 @@
 """Console languages: Simplified Chinese by default, English switchable (``?lang=`` or a cookie).
 
-Message ids are the English text (as in gettext), so English needs no catalogue and a missing
-Chinese entry shows English rather than a key; ``tests/admin/test_i18n.py`` checks that every
-message the templates and pages use has a Chinese translation.
+Message ids are the English text (as in gettext), so a missing Chinese entry shows English rather
+than a key. Codes shown through ``t()`` (roles, request types and states, profiles, revocation
+reasons …) have labels in both catalogues; ``tests/admin/test_i18n.py`` checks both.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def catalogue(lang: str) -> dict[str, str]:
 
 
 def translator(lang: str) -> Callable[..., str]:
-    table = catalogue(lang) if lang != "en" else {}
+    table = catalogue(lang)
 
     def t(message: str, **values: object) -> str:
         text = table.get(message, message)

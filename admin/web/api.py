@@ -288,7 +288,9 @@ def _department_scope(principal: Principal) -> str | None:
     return next(iter(principal.department_ids))
 
 
-def _client_in_scope(principal: Principal, department_id: str | None) -> None:
+def _client_in_scope(principal: Principal, department_id: str | None, *, first_party: bool = False) -> None:
+    if first_party:  # the console itself: disabling it would lock every operator out
+        raise Problem(Kind.FORBIDDEN, "admin.first_party_client", "the platform's own clients are managed with the eauth command line")
     scope = _department_scope(principal)
     if scope is not None and department_id != scope:
         raise Problem(Kind.FORBIDDEN, "admin.other_department", "this belongs to another department")
@@ -327,7 +329,7 @@ def show_client(client_id: str, rt: RuntimeDep, principal: DeptAdmin) -> dict[st
 
     with rt.db.read() as db:
         view = sso.get_client(db, client_id[:64])
-    _client_in_scope(principal, view.department_id)
+    _client_in_scope(principal, view.department_id, first_party=view.first_party)
     return view.as_dict()
 
 
@@ -337,7 +339,8 @@ def rotate_client_secret(client_id: str, rt: RuntimeDep, principal: DeptAdmin) -
     from auth_service import service as sso
 
     with rt.db.transaction() as db:
-        _client_in_scope(principal, sso.get_client(db, client_id[:64]).department_id)
+        found = sso.get_client(db, client_id[:64])
+        _client_in_scope(principal, found.department_id, first_party=found.first_party)
         view, secret = sso.rotate_secret(rt, db, principal.actor, client_id=client_id[:64])
     return JSONResponse(view.as_dict() | {"client_secret": secret}, headers={"cache-control": "no-store"})
 
@@ -347,5 +350,6 @@ def disable_client(client_id: str, rt: RuntimeDep, principal: DeptAdmin) -> dict
     from auth_service import service as sso
 
     with rt.db.transaction() as db:
-        _client_in_scope(principal, sso.get_client(db, client_id[:64]).department_id)
+        found = sso.get_client(db, client_id[:64])
+        _client_in_scope(principal, found.department_id, first_party=found.first_party)
         return sso.disable_client(rt, db, principal.actor, client_id=client_id[:64]).as_dict()

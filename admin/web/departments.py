@@ -39,6 +39,14 @@ def scope_of(user: ConsoleUser) -> str | None:
     return user.department_id
 
 
+def _check_client(user: ConsoleUser, client) -> None:  # type: ignore[no-untyped-def]
+    """A department client this user may manage. The platform's own first-party clients (the
+    console itself) are never managed here: disabling one would lock every operator out."""
+    if client.first_party:
+        raise Problem(Kind.FORBIDDEN, "admin.first_party_client", "the platform's own clients are managed with the eauth command line")
+    _check_department(user, client.department_id)
+
+
 def _check_department(user: ConsoleUser, department_id: str | None) -> None:
     scope = scope_of(user)
     if scope is not None and department_id != scope:
@@ -139,7 +147,7 @@ def seal_allow_client(request: Request, user: DeptAdmin, seal_id: str, client_id
         seal = signing_service.get_seal(db, seal_id[:32])
         _check_department(user, seal.department_id)
         client = sso.get_client(db, client_id.strip())
-        _check_department(user, client.department_id)
+        _check_client(user, client)
         signing_service.allow_client(rt, db, user.actor, seal_id=seal.id, client_id=client.client_id)
     return RedirectResponse(f"/admin/seals/{seal.id}?done=updated", status_code=303)
 
@@ -189,7 +197,7 @@ def clients(request: Request, user: DeptAdmin) -> Response:
 
     rt = _rt(request)
     with rt.db.read() as db:
-        rows = sso.list_clients(db, department_id=scope_of(user))
+        rows = [c for c in sso.list_clients(db, department_id=scope_of(user)) if not c.first_party]
     return render(request, "clients.html", {"clients": rows, "grants": GRANTS, "methods": AUTH_METHODS, "values": {}})
 
 
@@ -235,7 +243,7 @@ def client_register(
             )
     except Problem as exc:
         with rt.db.read() as db:
-            rows = sso.list_clients(db, department_id=scope_of(user))
+            rows = [c for c in sso.list_clients(db, department_id=scope_of(user)) if not c.first_party]
         values = {"name": name, "redirect_uris": redirect_uris, "post_logout_redirect_uris": post_logout_redirect_uris, "backchannel_logout_uri": backchannel_logout_uri, "scopes": scopes}
         return render(request, "clients.html", {"clients": rows, "grants": GRANTS, "methods": AUTH_METHODS, "values": values, "error": exc}, status=exc.status)
     return render(request, "client.html", {"client": view, "secret": secret, "grants": GRANTS})
@@ -248,7 +256,7 @@ def client_detail(request: Request, user: DeptAdmin, client_id: str) -> Response
     rt = _rt(request)
     with rt.db.read() as db:
         view = sso.get_client(db, client_id[:64])
-    _check_department(user, view.department_id)
+    _check_client(user, view)
     return render(request, "client.html", {"client": view, "secret": None})
 
 
@@ -258,7 +266,7 @@ def client_rotate(request: Request, user: DeptAdmin, client_id: str) -> Response
 
     rt = _rt(request)
     with rt.db.transaction() as db:
-        _check_department(user, sso.get_client(db, client_id[:64]).department_id)
+        _check_client(user, sso.get_client(db, client_id[:64]))
         view, secret = sso.rotate_secret(rt, db, user.actor, client_id=client_id[:64])
     return render(request, "client.html", {"client": view, "secret": secret})
 
@@ -269,6 +277,6 @@ def client_disable(request: Request, user: DeptAdmin, client_id: str) -> Respons
 
     rt = _rt(request)
     with rt.db.transaction() as db:
-        _check_department(user, sso.get_client(db, client_id[:64]).department_id)
+        _check_client(user, sso.get_client(db, client_id[:64]))
         sso.disable_client(rt, db, user.actor, client_id=client_id[:64])
     return RedirectResponse(f"/admin/clients/{client_id[:64]}", status_code=303)

@@ -192,3 +192,14 @@ def test_department_clients_through_the_api(rt, api: Api) -> None:  # type: igno
     outsider = api.operator(Role.APPROVER)
     assert problem(outsider.get("/api/v1/clients")) == "auth.insufficient_role"
     admin.close()
+
+
+def test_the_console_own_client_is_not_managed_through_the_api(rt, api: Api) -> None:  # type: ignore[no-untyped-def]
+    from admin import console_client
+
+    with rt.db.read() as db:
+        own = console_client.registration(rt, db).client_id
+    ca_admin = api.operator(Role.CA_ADMIN)
+    assert own not in str(ca_admin.get("/api/v1/clients").json())
+    assert problem(ca_admin.post(f"/api/v1/clients/{own}/disable")) == "admin.first_party_client"
+    assert problem(ca_admin.post(f"/api/v1/clients/{own}/secret")) == "admin.first_party_client"

@@ -54,6 +54,14 @@ def test_every_console_message_has_a_chinese_translation() -> None:
     assert not missing, f"untranslated console messages: {missing}"
 
 
+def test_every_code_shown_has_an_english_label() -> None:
+    en = i18n.catalogue("en")
+    codes = {v for v in dynamic_values() if v not in {k.title for k in __import__("core.errors", fromlist=["Kind"]).Kind}}
+    missing = sorted(c for c in codes if c not in en)
+    assert not missing, f"codes without an English label: {missing}"
+    assert i18n.translator("en")("ca_admin") == "CA administrator" and i18n.translator("en")("Dashboard") == "Dashboard"
+
+
 def test_translations_keep_their_placeholders() -> None:
     for message, text in i18n.catalogue("zh-CN").items():
         assert set(PLACEHOLDER.findall(message)) == set(PLACEHOLDER.findall(text)), message
@@ -68,4 +76,5 @@ def test_language_choice() -> None:
     t = i18n.translator("zh-CN")
     assert t("Dashboard") == "仪表盘" and t("no such message") == "no such message"
     assert i18n.translator("en")("Dashboard") == "Dashboard"
+    assert i18n.translator("en")("keyCompromise") == "Key compromise"
     assert t("{first}–{last} of {total}", first=1, last=2, total=3) == "第 1–2 条，共 3 条"

@@ -378,3 +378,24 @@ def test_ca_administrator_appoints_operators_and_publishes_crls(rt, operator) ->
     assert "publish-" not in auditor.http.get("/admin/authorities").text
     assert auditor.post(f"/admin/authorities/{issuing.name}/crl").status_code == 403
     assert admin.post("/admin/authorities/nope/crl").status_code == 404
+
+
+def test_the_console_own_client_cannot_be_disabled_from_the_console(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    from admin import console_client
+
+    with rt.db.read() as db:
+        own = console_client.registration(rt, db).client_id
+    admin = operator(Role.CA_ADMIN, name="CA管理员")
+    assert own not in admin.http.get("/admin/clients").text
+    for action in ("disable", "rotate"):
+        r = admin.post(f"/admin/clients/{own}/{action}")
+        assert r.status_code == 403 and "admin.first_party_client" in r.text
+    assert admin.http.get(f"/admin/clients/{own}").status_code == 403
+
+
+def test_english_pages_show_labels_not_codes(operator) -> None:  # type: ignore[no-untyped-def]
+    op = operator(Role.CA_ADMIN, Role.REGISTRATION_OFFICER, name="English")
+    page = op.http.get("/admin?lang=en").text
+    assert "CA administrator" in page and "ca_admin" not in page
+    form = op.http.get("/admin/requests/new").text
+    assert "Citizen certificate" in form

@@ -1,0 +1,316 @@
+"""OCSP responder over loopback against ``openssl ocsp`` (issue 4, "Speed").
+
+Set-up (timed, but not part of the figures):
+
+- 100,000 certificates of the issuing CA inserted straight into ``ca_certificates`` with
+  PostgreSQL ``COPY`` (status ``issued``, random 126-bit serials as ``ca.hierarchy.new_serial``
+  makes them). The responder reads only issuer, serial and status, so the rows carry no signed
+  certificate: issuing 100,000 real ones would take longer than the whole benchmark.
+- Their responses pre-signed in the HSM by ``ca.ocsp.presign_missing`` — the publisher's own code
+  path — in two processes (each takes half of the rows by ``created_at``).
+- The peer: ``openssl ocsp -index … -port … -multi 2`` with the same 100,000 serials in its index
+  file, the same issuing CA certificate (so it answers the same CertIDs) and a software EC P-256
+  responder key (it signs every response as it is asked).
+
+Load (the same request set for both, one TCP connection per request — ``openssl ocsp`` closes
+after each answer):
+
+1. ``ab`` (Apache Bench) GET and POST: ``ab`` repeats one request, so it runs once per serial for
+   a sample of random serials; the figures add the runs up (total requests / total time,
+   percentiles over every request's ``-g`` time).
+2. Random serials, every request a different one of the 100,000 (``bench.common.http_load``,
+   8 connections at a time): first pass "cold" (each worker reads a serial it has not seen
+   from the pre-signed table), second pass over the same serials "warm".
+3. Latency at a fixed 1,000 requests/s (open loop, random serials, GET): p50/p99.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import datetime
+import io
+import multiprocessing
+import os
+import random
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp as x509_ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from bench.common import (
+    ab,
+    bench_home,
+    free_port,
+    heading,
+    http_load,
+    http_request,
+    main_guard,
+    process_group,
+    report,
+    scale,
+    serve,
+    wait_for_port,
+)
+
+WORKERS = 2
+AB_CONCURRENCY = 8
+AB_LOW_CONCURRENCY = 2
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+
+
+def insert_certificates(db_url: str, issuer: str, n: int) -> list[int]:
+    """``n`` issued certificates of ``issuer`` by COPY; returns their serials."""
+    import psycopg
+
+    from ca.hierarchy import new_serial
+
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    not_before = (now - datetime.timedelta(minutes=5)).isoformat()
+    not_after = (now + datetime.timedelta(days=730)).isoformat()
+    serials = [new_serial() for _ in range(n)]
+    with psycopg.connect(db_url) as conn, conn.cursor() as cur:
+        with cur.copy(
+            "COPY ca_certificates (serial, issuer, profile, subject_dn, status, not_before, not_after, spki_sha256, requested_by, created_at) FROM STDIN"
+        ) as copy:
+            for i, s in enumerate(serials):
+                created = (now + datetime.timedelta(microseconds=i)).isoformat(timespec="microseconds")
+                copy.write_row((format(s, "x"), issuer, "citizen", f"CN=bench {i}", "issued", not_before, not_after, os.urandom(32).hex(), "cli:bench", created))
+    return serials
+
+
+def _presign(env: dict[str, str], since: str, until: str | None) -> int:
+    """Pre-sign missing responses from ``since`` (publisher code path) until ``until``."""
+    os.environ.update(env)
+    from ca import ocsp
+    from core.settings import load_settings
+    from eauth.runtime import build_runtime
+
+    rt = build_runtime(load_settings())
+    total = 0
+    try:
+        while True:
+            count, newest = ocsp.presign_missing(rt, since=since, limit=2000)
+            total += count
+            if count == 0 or (until is not None and newest >= until):
+                return total
+            since = newest
+    finally:
+        rt.db.dispose()
+        rt.token.close()
+
+
+def presign_all(env: dict[str, str], first_created: str, middle_created: str, processes: int = WORKERS) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        halves = [pool.submit(_presign, env, first_created, middle_created), pool.submit(_presign, env, middle_created, None)]
+        return sum(f.result() for f in halves)
+
+
+# -- requests --------------------------------------------------------------------------------------------------
+
+
+def ocsp_request(issuer: x509.Certificate, serial: int) -> bytes:
+    """An RFC 5019 request: SHA-1 CertID, no nonce (the form responders answer from pre-signed copies)."""
+    name_hash = hashes.Hash(hashes.SHA1())
+    name_hash.update(issuer.subject.public_bytes())
+    key_hash = hashes.Hash(hashes.SHA1())
+    key_hash.update(issuer.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint))  # type: ignore[attr-defined]
+    req = x509_ocsp.OCSPRequestBuilder().add_certificate_by_hash(name_hash.finalize(), key_hash.finalize(), serial, hashes.SHA1()).build()
+    return req.public_bytes(serialization.Encoding.DER)
+
+
+def get_path(der: bytes, base: str = "/ocsp/") -> str:
+    """RFC 6960 Appendix A.1: the URL-encoded base64 of the DER request appended to the
+    responder's URL — ``/ocsp/`` for eAuth (the AIA URL), ``/`` for ``openssl ocsp``."""
+    return base + quote(base64.b64encode(der).decode(), safe="")
+
+
+def check_good(body: bytes, serial: int) -> None:
+    resp = x509_ocsp.load_der_ocsp_response(body)
+    if resp.response_status != x509_ocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise RuntimeError(f"OCSP status {resp.response_status}")
+    if resp.serial_number != serial or resp.certificate_status != x509_ocsp.OCSPCertStatus.GOOD:
+        raise RuntimeError(f"serial {serial:x}: {resp.certificate_status}")
+
+
+# -- the peer ---------------------------------------------------------------------------------------------------
+
+
+def write_peer_files(work: Path, issuer: x509.Certificate, serials: list[int]) -> tuple[Path, Path, Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"), x509.NameAttribute(NameOID.COMMON_NAME, "openssl ocsp peer responder")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    rkey, rcert, ca, index = work / "rkey.pem", work / "rcert.pem", work / "issuing.pem", work / "index.txt"
+    rkey.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    rcert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ca.write_bytes(issuer.public_bytes(serialization.Encoding.PEM))
+    expiry = (now + datetime.timedelta(days=730)).strftime("%y%m%d%H%M%SZ")
+    buf = io.StringIO()
+    for i, s in enumerate(serials):
+        hexs = format(s, "X")
+        if len(hexs) % 2:
+            hexs = "0" + hexs  # as BN_bn2hex prints it: whole octets
+        buf.write(f"V\t{expiry}\t\t{hexs}\tunknown\t/CN=bench {i}\n")
+    index.write_text(buf.getvalue())
+    return rkey, rcert, ca, index
+
+
+# -- measuring ----------------------------------------------------------------------------------------------------
+
+
+def ab_over_serials(url: str, base: str, ders: list[bytes], *, post: bool, n_each: int, c: int, work: Path) -> tuple[float, float, float, int]:
+    """ab once per request; (requests/s over all runs, p50 ms, p99 ms, failures)."""
+    total = 0
+    seconds = 0.0
+    lat: list[float] = []
+    failed = 0
+    for i, der in enumerate(ders):
+        if post:
+            f = work / f"req{i}.der"
+            f.write_bytes(der)
+            r = ab(url + (base.rstrip("/") or "/"), n=n_each, c=c, post_file=f, content_type="application/ocsp-request")
+        else:
+            r = ab(url + get_path(der, base), n=n_each, c=c)
+        total += r.requests
+        seconds += r.seconds
+        lat += r.latencies_ms
+        failed += r.failed + r.non_2xx
+    from bench.common import percentiles
+
+    pct = percentiles(lat, (50, 99))
+    return total / seconds, pct[50], pct[99], failed
+
+
+def main() -> None:
+    n_certs = scale(100_000, 5_000)
+    n_ab_serials = scale(20, 4)
+    n_ab_each = scale(2000, 500)
+    n_random = scale(20_000, 2_000)
+    paced_seconds = scale(10, 3)
+    heading(f"OCSP — {n_certs:,} issued certificates, eauth serve --workers {WORKERS} --only ocsp,crl vs openssl ocsp -multi {WORKERS}")
+
+    with bench_home() as bh, tempfile.TemporaryDirectory(prefix="eauth-bench-ocsp-") as tmp:
+        work = Path(tmp)
+        rt = bh.runtime()
+        from ca import service
+
+        with rt.db.read() as db:
+            authority = service.issuing_ca(rt, db)
+        issuer_cert = authority.certificate
+
+        t0 = time.perf_counter()
+        serials = insert_certificates(bh.db_url, authority.name, n_certs)
+        t_insert = time.perf_counter() - t0
+        with rt.db.read() as db:
+            from sqlalchemy import func, select
+
+            from ca.models import Certificate
+
+            first, middle = (
+                db.execute(select(func.min(Certificate.created_at)).where(Certificate.requested_by == "cli:bench")).scalar_one(),
+                db.execute(
+                    select(Certificate.created_at).where(Certificate.requested_by == "cli:bench").order_by(Certificate.created_at).offset(n_certs // 2).limit(1)
+                ).scalar_one(),
+            )
+        t0 = time.perf_counter()
+        env = {k: v for k, v in bh.env.items() if k.startswith("EAUTH_")}
+        signed = presign_all(env, first, middle)
+        t_sign = time.perf_counter() - t0
+        report(f"inserted {n_certs:,} certificate rows (COPY)", n_certs / t_insert, "rows/s")
+        report(f"pre-signed {signed:,} responses in the HSM, {WORKERS} proc.", signed / t_sign, "responses/s", note=f"{t_sign:.1f} s")
+        if signed < n_certs:
+            raise SystemExit(f"only {signed} of {n_certs} responses pre-signed")
+
+        rng = random.Random(4)
+        ab_serials = rng.sample(serials, n_ab_serials)
+        ab_ders = [ocsp_request(issuer_cert, s) for s in ab_serials]
+        random_serials = [rng.choice(serials) for _ in range(n_random)]
+        random_ders = [ocsp_request(issuer_cert, s) for s in random_serials]
+        paced_ders = [ocsp_request(issuer_cert, rng.choice(serials)) for _ in range(1000 * paced_seconds)]
+
+        rkey, rcert, ca_pem, index = write_peer_files(work, issuer_cert, serials)
+        results: dict[str, dict[str, object]] = {}
+
+        def measure(name: str, port: int, base: str) -> None:
+            url = f"http://127.0.0.1:{port}"
+            import httpx
+
+            post_path = base.rstrip("/") or "/"
+            for s, d in zip(ab_serials[:2], ab_ders[:2], strict=True):  # both answer "good" for our serials, GET and POST
+                check_good(httpx.get(url + get_path(d, base), timeout=10).content, s)
+                check_good(httpx.post(url + post_path, content=d, headers={"Content-Type": "application/ocsp-request"}, timeout=10).content, s)
+            random_get = [http_request("GET", get_path(d, base), keep_alive=False) for d in random_ders]
+            random_post = [
+                http_request("POST", post_path, body=d, headers={"Content-Type": "application/ocsp-request"}, keep_alive=False) for d in random_ders
+            ]
+            paced = [http_request("GET", get_path(d, base), keep_alive=False) for d in paced_ders]
+            for d in ab_ders:  # warm: every worker has seen the ab serials
+                ab(url + get_path(d, base), n=50, c=4)
+            out: dict[str, object] = {}
+            out["ab_get"] = ab_over_serials(url, base, ab_ders, post=False, n_each=n_ab_each, c=AB_CONCURRENCY, work=work)
+            out["ab_post"] = ab_over_serials(url, base, ab_ders, post=True, n_each=n_ab_each, c=AB_CONCURRENCY, work=work)
+            out["ab_get_low"] = ab_over_serials(url, base, ab_ders[: max(2, len(ab_ders) // 4)], post=False, n_each=n_ab_each, c=AB_LOW_CONCURRENCY, work=work)
+            cold = http_load(port, random_get, concurrency=8, keep_alive=False)
+            warm = http_load(port, random_get, concurrency=8, keep_alive=False)
+            post = http_load(port, random_post, concurrency=8, keep_alive=False)
+            steady = http_load(port, paced, concurrency=64, rate=1000, keep_alive=False)
+            out.update(cold=cold, warm=warm, post=post, paced=steady)
+            results[name] = out
+
+        with serve(bh, workers=WORKERS, only="ocsp,crl"):
+            measure("eauth", bh.port, "/ocsp/")
+
+        peer_port = free_port()
+        args = ["openssl", "ocsp", "-index", str(index), "-port", str(peer_port), "-rsigner", str(rcert), "-rkey", str(rkey), "-CA", str(ca_pem), "-nmin", "240", "-multi", str(WORKERS)]
+        with process_group(args, own_group=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+            wait_for_port(peer_port, proc=proc)
+            time.sleep(1.0)  # -multi: let the children start
+            measure("openssl", peer_port, "/")
+
+    heading("OCSP figures (responses/s; latency p50 / p99 in ms)")
+    ours, peer = results["eauth"], results["openssl"]
+    for key, label in (("ab_get", f"ab GET, c={AB_CONCURRENCY}"), ("ab_post", f"ab POST, c={AB_CONCURRENCY}"), ("ab_get_low", f"ab GET, c={AB_LOW_CONCURRENCY}")):
+        o_rate, o50, o99, o_fail = ours[key]  # type: ignore[misc]
+        p_rate, p50, p99, p_fail = peer[key]  # type: ignore[misc]
+        report(f"{label} ({n_ab_serials} serials × {n_ab_each})", o_rate, "resp/s", reference=p_rate, ref_label="openssl ocsp")
+        print(f"{'':<44} eauth p50 {o50:.0f} / p99 {o99:.0f} ms (failed {o_fail}); openssl p50 {p50:.0f} / p99 {p99:.0f} ms (failed {p_fail})", flush=True)
+    for key, label in (("cold", "random serials GET, first sight"), ("warm", "random serials GET, second pass"), ("post", "random serials POST")):
+        o, p = ours[key], peer[key]
+        report(f"{label} ({n_random:,}, c=8)", o.rate, "resp/s", reference=p.rate, ref_label="openssl ocsp")  # type: ignore[attr-defined]
+        print(
+            f"{'':<44} eauth p50 {o.pct(50):.1f} / p99 {o.pct(99):.1f} ms {dict(o.statuses)} err {o.errors}; "  # type: ignore[attr-defined]
+            f"openssl p50 {p.pct(50):.1f} / p99 {p.pct(99):.1f} ms {dict(p.statuses)} err {p.errors}",  # type: ignore[attr-defined]
+            flush=True,
+        )
+    o, p = ours["paced"], peer["paced"]
+    report("paced 1,000 req/s GET, p99 latency", o.pct(99), "ms", reference=p.pct(99), ref_label="openssl ocsp p99")  # type: ignore[attr-defined]
+    print(
+        f"{'':<44} eauth p50 {o.pct(50):.1f} ms, achieved {o.rate:,.0f}/s, {o.errors} errors; "  # type: ignore[attr-defined]
+        f"openssl p50 {p.pct(50):.1f} ms, achieved {p.rate:,.0f}/s, {p.errors} errors; target p99 ≤ 10 ms",  # type: ignore[attr-defined]
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main_guard(main)

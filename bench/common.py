@@ -1,0 +1,417 @@
+"""Shared pieces of the benchmarks (``python -m bench.run_all`` runs every ``bench/bench_*.py``).
+
+Everything here is real: a throwaway ``EAUTH_HOME`` with its own SoftHSM2 token, a PostgreSQL
+database created for the run and dropped afterwards, ``eauth init`` and ``eauth serve`` run as the
+operator would run them. Traffic goes to 127.0.0.1 only.
+
+- :func:`bench_home` — the throwaway platform (``with bench_home() as bh:``); ``bh.eauth(...)``
+  runs the CLI against it, ``bh.runtime()`` builds an in-process runtime on the same home (once per
+  process: SoftHSM2 reads its configuration at ``C_Initialize``).
+- :func:`serve` — ``eauth serve --workers N`` on ``bh.port`` until the block ends.
+- :func:`percentiles`, :func:`report` — figures printed with their reference and the ratio.
+- :func:`http_load` — a small asyncio HTTP/1.1 client for request sets ``ab`` cannot send (a
+  different body per request, or a fixed request rate); :func:`ab` runs Apache Bench and parses it.
+
+Each benchmark module runs in its own process (``run_all`` starts them one by one) and must stop by
+itself. ``BENCH_QUICK=1`` asks modules for a smaller run (used while developing, never for the
+figures in docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Byte-code caches outside the working tree: with PYTHONDONTWRITEBYTECODE every spawned worker and
+# `eauth serve` process would recompile the whole code base at start (seconds on a busy machine).
+PYCACHE = Path(tempfile.gettempdir()) / "eauth-bench-pycache"
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX", str(PYCACHE))
+sys.dont_write_bytecode = False
+sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"]
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+EAUTH = str(VENV_BIN / "eauth")
+PG_ADMIN_URL = os.environ.get("EAUTH_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+
+
+def scale(full: int, quick: int) -> int:
+    """``full`` for a real run, ``quick`` under ``BENCH_QUICK=1``."""
+    return quick if QUICK else full
+
+
+# -- output -------------------------------------------------------------------------------------------
+
+
+def heading(title: str) -> None:
+    print(f"\n== {title} ==", flush=True)
+
+
+def machine() -> str:
+    """One line describing where the figures were taken (cores, load when measured)."""
+    load = os.getloadavg()
+    return f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()} · load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+def report(label: str, value: float, unit: str, *, reference: float | None = None, ref_label: str = "", note: str = "") -> str:
+    """Print (and return) ``label: value unit  (= ratio × reference)``."""
+    line = f"{label:<44} {value:>11,.1f} {unit}"
+    if reference:
+        line += f"   = {value / reference:.2f}× {ref_label} ({reference:,.1f} {unit})"
+    if note:
+        line += f"   [{note}]"
+    print(line, flush=True)
+    return line
+
+
+def percentiles(values: Sequence[float], ps: Sequence[float] = (50, 90, 99)) -> dict[float, float]:
+    """Nearest-rank percentiles of ``values`` (same unit in and out); empty input gives NaN."""
+    data = sorted(values)
+    if not data:
+        return {p: float("nan") for p in ps}
+    out = {}
+    for p in ps:
+        rank = max(1, min(len(data), int(-(-p * len(data) // 100))))  # ceil(p/100 · n)
+        out[p] = data[rank - 1]
+    return out
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far (Linux: ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- ports, processes ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, *, timeout: float = 60, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def process_group(args: Sequence[str], *, own_group: bool = False, **kwargs: Any) -> Iterator[subprocess.Popen]:
+    """A child in its own process group, ended (SIGTERM, then SIGKILL) with its children when the
+    block leaves — so no server outlives a benchmark. ``own_group``: the program makes its own
+    group (``openssl ocsp -multi`` calls ``setpgid(0, 0)``, which fails in a session leader)."""
+    proc = subprocess.Popen(list(args), start_new_session=not own_group, **kwargs)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+# -- the throwaway platform -----------------------------------------------------------------------------
+
+
+@dataclass
+class BenchHome:
+    home: Path
+    db_url: str
+    port: int
+    env: dict[str, str]
+    _rt: Any = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def eauth(self, *args: str, input: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([EAUTH, *args], env=self.env, input=input, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"eauth {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        return done
+
+    def runtime(self) -> Any:
+        """An in-process runtime on this home (built once; closed when the home is torn down)."""
+        if self._rt is None:
+            for key in [k for k in os.environ if k.startswith("EAUTH_")]:
+                os.environ.pop(key)
+            os.environ.update({k: v for k, v in self.env.items() if k.startswith("EAUTH_")})
+            from core.settings import load_settings
+            from eauth.runtime import build_runtime
+
+            self._rt = build_runtime(load_settings())
+        return self._rt
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@contextlib.contextmanager
+def bench_home(*, init: bool = True, **settings: str) -> Iterator[BenchHome]:
+    """A fresh ``EAUTH_HOME`` (SoftHSM2 token inside) and PostgreSQL database, initialised with
+    ``eauth init`` unless ``init=False``; both removed afterwards. ``settings``: extra ``EAUTH_*``
+    values (``rate_limits="…"``)."""
+    tmp = Path(tempfile.mkdtemp(prefix="eauth-bench-"))
+    name = f"eauth_bench_{os.getpid()}_{secrets.token_hex(4)}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    port = free_port()
+    db_url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EAUTH_", "SOFTHSM2_CONF"))}
+    env.update(
+        {
+            "EAUTH_HOME": str(tmp / "home"),
+            "EAUTH_DATABASE_URL": db_url,
+            "EAUTH_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "EAUTH_LOG_FORMAT": "text",
+            "EAUTH_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.update({f"EAUTH_{k.upper()}": v for k, v in settings.items()})
+    bh = BenchHome(tmp / "home", db_url, port, env)
+    try:
+        if init:
+            bh.eauth("init")
+        yield bh
+    finally:
+        if bh._rt is not None:
+            with contextlib.suppress(Exception):
+                bh._rt.close()
+        with contextlib.suppress(Exception):
+            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serve(bh: BenchHome, *, workers: int = 2, only: str = "") -> Iterator[subprocess.Popen]:
+    """``eauth serve --workers N [--only …]`` on ``bh.port``; waits until /health answers."""
+    args = [EAUTH, "serve", "--host", "127.0.0.1", "--port", str(bh.port), "--workers", str(workers)]
+    if only:
+        args += ["--only", only]
+    log = open(bh.home / f"serve-{bh.port}.log", "ab")  # noqa: SIM115 - closed below
+    with process_group(args, env=bh.env, stdout=log, stderr=subprocess.STDOUT) as proc:
+        try:
+            wait_for_port(bh.port, proc=proc)
+            _wait_healthy(bh, proc)
+            yield proc
+        finally:
+            log.close()
+
+
+def _wait_healthy(bh: BenchHome, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"eauth serve exited with {proc.returncode}; see {bh.home}/serve-{bh.port}.log")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(bh.url + "/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError("eauth serve did not become healthy")
+
+
+def warm_up_workers(url: str, *, rounds: int = 50) -> None:
+    """A few requests so every worker process has imported and connected before the clock starts."""
+    import httpx
+
+    with httpx.Client(timeout=10) as client:
+        for _ in range(rounds):
+            client.get(url + "/health", headers={"Connection": "close"})
+
+
+# -- load generation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    statuses: dict[int, int]
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        return percentiles(self.latencies_ms, (p,))[p]
+
+
+def http_request(method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None, keep_alive: bool = True) -> bytes:
+    """The bytes of one HTTP/1.1 request, built once before the clock starts."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Connection: {'keep-alive' if keep_alive else 'close'}"]
+    for k, v in (headers or {}).items():
+        lines.append(f"{k}: {v}")
+    if body or method in ("POST", "PUT"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    close = False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection" and value.strip().lower() == b"close":
+            close = True
+    body = await reader.readexactly(length) if length else b""
+    return status, body, close
+
+
+async def _load(port: int, requests: Sequence[bytes], concurrency: int, rate: float | None, keep_alive: bool) -> LoadResult:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors = 0
+    next_index = 0
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal next_index, errors
+        reader = writer = None
+        while True:
+            i = next_index
+            if i >= len(requests):
+                break
+            next_index += 1
+            if rate:  # open loop: request i is due at start + i/rate; latency counts from then
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                t0 = due
+            else:
+                t0 = time.perf_counter()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(requests[i])
+                status, _, close = await _read_response(reader)  # type: ignore[arg-type]
+                statuses[status] = statuses.get(status, 0) + 1
+                latencies.append((time.perf_counter() - t0) * 1000)
+                if close or not keep_alive:
+                    writer.close()
+                    reader = writer = None
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                errors += 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return LoadResult(len(requests), time.perf_counter() - start, latencies, statuses, errors)
+
+
+def http_load(port: int, requests: Sequence[bytes], *, concurrency: int = 8, rate: float | None = None, keep_alive: bool = True) -> LoadResult:
+    """Send ``requests`` (pre-built by :func:`http_request`) to 127.0.0.1:``port`` over
+    ``concurrency`` connections. ``rate``: requests per second, open loop (latency measured from
+    each request's scheduled time, so a stall is not hidden by coordinated omission)."""
+    try:
+        import uvloop
+
+        return uvloop.run(_load(port, requests, concurrency, rate, keep_alive))
+    except ImportError:
+        return asyncio.run(_load(port, requests, concurrency, rate, keep_alive))
+
+
+@dataclass
+class AbResult:
+    requests: int
+    failed: int
+    non_2xx: int
+    rate: float
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    latencies_ms: list[float]
+
+
+def ab(url: str, *, n: int, c: int, post_file: Path | None = None, content_type: str = "", headers: Sequence[str] = (), keep_alive: bool = False) -> AbResult:
+    """Apache Bench (``ab`` from apache2-utils): ``n`` requests, ``c`` at a time, one connection per
+    request unless ``keep_alive``. Latencies come from ``-g`` (per-request total time, ms)."""
+    with tempfile.NamedTemporaryFile(suffix=".tsv") as tsv:
+        args = ["ab", "-q", "-n", str(n), "-c", str(c), "-g", tsv.name]
+        if keep_alive:
+            args.append("-k")
+        if post_file is not None:
+            args += ["-p", str(post_file), "-T", content_type]
+        for h in headers:
+            args += ["-H", h]
+        args.append(url)
+        done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"ab failed ({done.returncode}): {done.stderr.strip()}")
+        out = done.stdout
+        lat = []
+        for line in Path(tsv.name).read_text().splitlines()[1:]:
+            cols = line.split("\t")
+            if len(cols) >= 5:
+                lat.append(float(cols[4]))  # ttime, ms (whole milliseconds)
+
+    def num(pattern: str, default: float = 0.0) -> float:
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else default
+
+    pct = percentiles(lat, (50, 99))
+    return AbResult(
+        requests=int(num(r"Complete requests:\s+(\d+)")),
+        failed=int(num(r"Failed requests:\s+(\d+)")),
+        non_2xx=int(num(r"Non-2xx responses:\s+(\d+)")),
+        rate=num(r"Requests per second:\s+([\d.]+)"),
+        seconds=num(r"Time taken for tests:\s+([\d.]+)"),
+        p50_ms=pct[50],
+        p99_ms=pct[99],
+        latencies_ms=lat,
+    )
+
+
+def main_guard(run: Any) -> None:
+    """``if __name__ == "__main__": main_guard(main)`` — exit status 1 on an exception, with the
+    machine line printed first so every figure has its context."""
+    print(machine(), flush=True)
+    try:
+        run()
+    except KeyboardInterrupt:
+        sys.exit(130)

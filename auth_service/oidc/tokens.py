@@ -6,8 +6,9 @@ OIDC Core §3.1.3 (ID tokens); RFC 7636 §4.6 (PKCE); Security BCP (RFC 9700) §
   (RFC 6749 §4.1.2: "the authorization server … SHOULD revoke … all tokens previously issued").
 - Refresh tokens rotate on every use within a *family* (the grant). Presenting a used refresh token
   revokes the whole family (reuse detection, RFC 9700 §4.14.2).
-- Every issuance is audited in the transaction that records it; the HSM signs inside that
-  transaction, so a signing failure leaves no half-issued grant.
+- The HSM signs inside the transaction that records the grant, so a signing failure leaves no
+  half-issued grant. Every issuance is audited and the tokens are returned only after their audit
+  entry is committed (group-committed with other issuances, see ``audit_batch``).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def _new_refresh_token(db: Session, grant: Grant) -> str:
 
 def _user_tokens(
     rt: Runtime, db: Session, client: ClientView, grant: Grant, *, nonce: str | None, grant_type: str, refresh: bool, scope_override: str | None = None
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The token response and the audit entry that must be committed before it is sent."""
     scope_text = scope_override or grant.scope
     scope = scope_text.split()
     amr = grant.amr.split()
@@ -116,13 +118,25 @@ def _user_tokens(
         )
     if refresh:
         body["refresh_token"] = _new_refresh_token(db, grant)
-    rt.audit.record(
-        db,
-        actor=Actor("client", client.client_id, client.name),
-        action="sso.token.issue",
-        target=f"person:{grant.person_id}",
-        details={"grant_type": grant_type, "scope": scope_text, "jti": jti, "gid": grant.id, "sid": grant.session_id, "refresh": refresh},
-    )
+    audit = {
+        "actor": Actor("client", client.client_id, client.name),
+        "action": "sso.token.issue",
+        "target": f"person:{grant.person_id}",
+        "details": {"grant_type": grant_type, "scope": scope_text, "jti": jti, "gid": grant.id, "sid": grant.session_id, "refresh": refresh},
+    }
+    return body, audit
+
+
+def _audited(rt: Runtime, issued: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    """Hand the tokens out only once their audit entry is committed. The entry is group-committed
+    (audit_batch) after the grant's own commit: one audit-chain lock per batch instead of one per
+    redemption, which otherwise serialises every token request on the chain head. If the audit
+    write fails the caller gets a 503 problem and never sees the tokens (the grant row stays,
+    unusable: its code is spent and nobody holds its refresh token)."""
+    from auth_service.oidc.audit_batch import AuditBatcher
+
+    body, audit = issued
+    AuditBatcher.of(rt).record(**audit)
     return body
 
 
@@ -183,9 +197,10 @@ def authorization_code_grant(rt: Runtime, client: ClientView, form: dict[str, st
             )
             db.add(grant)
             db.flush()
-            return _user_tokens(rt, db, client, grant, nonce=row.nonce, grant_type="authorization_code", refresh=refresh)
-    assert failure is not None
-    raise failure
+            issued = _user_tokens(rt, db, client, grant, nonce=row.nonce, grant_type="authorization_code", refresh=refresh)
+    if failure is not None:
+        raise failure
+    return _audited(rt, issued)
 
 
 def refresh_token_grant(rt: Runtime, client: ClientView, form: dict[str, str]) -> dict[str, Any]:
@@ -224,9 +239,10 @@ def refresh_token_grant(rt: Runtime, client: ClientView, form: dict[str, str]) -
             # A narrowed scope applies to this response only; the family keeps what was granted
             # (RFC 6749 §6: an omitted scope means the original one).
             narrowed = " ".join(dict.fromkeys(asked)) if requested is not None else None
-            return _user_tokens(rt, db, client, grant, nonce=None, grant_type="refresh_token", refresh=True, scope_override=narrowed)
-    assert failure is not None
-    raise failure
+            issued = _user_tokens(rt, db, client, grant, nonce=None, grant_type="refresh_token", refresh=True, scope_override=narrowed)
+    if failure is not None:
+        raise failure
+    return _audited(rt, issued)
 
 
 def client_credentials_grant(rt: Runtime, client: ClientView, form: dict[str, str]) -> dict[str, Any]:

@@ -41,3 +41,15 @@ def pick(query: str | None, cookie: str | None, default: str = DEFAULT) -> str:
         if candidate in LANGUAGES:
             return candidate  # type: ignore[return-value]
     return default if default in LANGUAGES else DEFAULT
+
+
+def problem_text(lang: str) -> Callable[..., str]:
+    """A problem's message for people: the catalogue's text for its stable ``code`` when there is
+    one (``problem:<code>``), else the problem's own (English) detail."""
+    table = catalogue(lang)
+
+    def text(problem: object) -> str:
+        code, detail = getattr(problem, "code", ""), str(getattr(problem, "detail", ""))
+        return table.get(f"problem:{code}", detail)
+
+    return text

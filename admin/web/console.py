@@ -62,6 +62,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     ctx = {
         "request": request,
         "t": i18n.translator(lang),
+        "detail": i18n.problem_text(lang),
         "lang": lang,
         "other_lang": "en" if lang == "zh-CN" else "zh-CN",
         "lang_url": lambda code: _url_with(request, lang=code),

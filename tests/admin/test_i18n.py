@@ -62,6 +62,24 @@ def test_every_code_shown_has_an_english_label() -> None:
     assert i18n.translator("en")("ca_admin") == "CA administrator" and i18n.translator("en")("Dashboard") == "Dashboard"
 
 
+def test_problem_texts_name_real_codes() -> None:
+    """Every ``problem:<code>`` entry names a code the code base raises (no stale entries)."""
+    import subprocess
+
+    codes = [k.split(":", 1)[1] for k in i18n.catalogue("zh-CN") if k.startswith("problem:")]
+    assert len(codes) > 20
+    root = ADMIN.parent
+    for code in codes:
+        found = subprocess.run(["grep", "-rqF", f'"{code}"', str(root / "admin"), str(root / "core"), str(root / "identity"), str(root / "auth_service")])
+        assert found.returncode == 0, f"no code raises {code}"
+    text = i18n.problem_text("zh-CN")
+    from core.errors import Kind, Problem
+
+    assert text(Problem(Kind.FORBIDDEN, "admin.four_eyes", "english")) == "该申请由您创建或提交，须由其他操作员审批。"
+    assert text(Problem(Kind.FORBIDDEN, "some.other", "english detail")) == "english detail"
+    assert i18n.problem_text("en")(Problem(Kind.FORBIDDEN, "admin.four_eyes", "english")) == "english"
+
+
 def test_translations_keep_their_placeholders() -> None:
     for message, text in i18n.catalogue("zh-CN").items():
         assert set(PLACEHOLDER.findall(message)) == set(PLACEHOLDER.findall(text)), message

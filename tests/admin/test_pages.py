@@ -173,6 +173,19 @@ def test_seal_requests_need_two_approvals(rt, operator) -> None:  # type: ignore
         elsewhere = identity.register_org(rt, db, Actor.cli(), name="别的部门", uscc=unique_uscc(), type="government")
     other = operator(Role.DEPARTMENT_ADMIN, name="别的部门", department_id=elsewhere.id)
     assert other.http.get(f"/admin/seals/{seal_id}").status_code == 403
+    assert other.post(f"/admin/seals/{seal_id}/certificate", {"type": "suspension"}).status_code == 403
+    # suspending the seal's certificate is a request for two approvers too
+    r = admin.post(f"/admin/seals/{seal_id}/certificate", {"type": "suspension", "comment": "印章遗失待查"})
+    hold_id = location_id(r, "/admin/requests")
+    assert first.post(f"/admin/requests/{hold_id}/approve").headers["location"].endswith("done=approved")
+    assert second.post(f"/admin/requests/{hold_id}/approve").headers["location"].endswith("done=done")
+    from ca import service as ca_service
+    from signing import service as signing_service
+
+    with rt.db.read() as db:
+        serial = signing_service.get_seal(db, seal_id).cert_serial
+        assert ca_service.get_certificate(db, serial).status == "on_hold"
+    assert admin.post(f"/admin/seals/{seal_id}/certificate", {"type": "renewal"}).status_code == 422
 
 
 def test_department_clients_register_rotate_and_disable(rt, operator) -> None:  # type: ignore[no-untyped-def]
@@ -399,3 +412,38 @@ def test_english_pages_show_labels_not_codes(operator) -> None:  # type: ignore[
     assert "CA administrator" in page and "ca_admin" not in page
     form = op.http.get("/admin/requests/new").text
     assert "Citizen certificate" in form
+
+
+def test_idle_sessions_expire_and_roles_are_read_on_every_request(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from core import clock
+    from identity import service as identity
+    from core.security import Actor
+
+    op = operator(Role.AUDITOR, name="闲置")
+    assert op.http.get("/admin/audit").status_code == 200
+    # a role withdrawn takes effect on the next request
+    with rt.db.transaction() as db:
+        identity.set_operator(rt, db, Actor.cli(), person_id=op.person_id, roles={"registration_officer"})
+    r = op.http.get("/admin/audit")
+    assert r.status_code == 403 and "auth.insufficient_role" in r.text
+    assert op.http.get("/admin/subscribers").status_code == 200
+    # idle past the limit: back to the sign-in
+    with clock.skewed(timedelta(minutes=rt.settings.session_idle_minutes + 1)):
+        r = op.http.get("/admin/subscribers")
+    assert r.status_code == 303 and r.headers["location"].startswith("/admin/login")
+    assert op.http.get("/admin/subscribers").status_code == 303  # and the session is gone for good
+    # a deactivated operator's session ends at once
+    other = operator(Role.AUDITOR, name="停用")
+    with rt.db.transaction() as db:
+        identity.set_operator(rt, db, Actor.cli(), person_id=other.person_id, roles={"auditor"}, active=False)
+    assert other.http.get("/admin").status_code == 303
+
+
+def test_problems_read_in_chinese_on_console_pages(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    officer = operator(Role.REGISTRATION_OFFICER, Role.APPROVER, name="中文错误")
+    r = officer.post("/admin/persons/new", {"name": "错误号码", "id_number": "110101199001011230"})
+    assert r.status_code == 422 and "居民身份证号码无效" in r.text and "[identity.invalid_id_number]" in r.text
+    r = officer.http.post("/admin/persons/new", data={"name": "x", "id_number": "y"})
+    assert r.status_code == 403 and "表单已过期" in r.text

@@ -137,11 +137,22 @@ def start_session(
     return _view(row), cookie
 
 
+_RECORDED: dict[tuple[str, str], None] = {}  # (sid, client) pairs known to be stored, per process
+
+
 def record_client(db: Session, session_id: str, client_id: str) -> None:
-    """Remember that ``client_id`` took part in the session (for back-channel logout)."""
-    if db.get(SessionClient, (session_id, client_id)) is None:
+    """Remember that ``client_id`` took part in the session (for back-channel logout). Pairs already
+    stored are remembered in this process, so a returning RP costs no query."""
+    pair = (session_id, client_id)
+    if pair in _RECORDED:
+        return
+    if db.get(SessionClient, pair) is None:
         db.add(SessionClient(session_id=session_id, client_id=client_id, first_at=timestamps.stamp()))
         db.flush()
+    else:
+        if len(_RECORDED) > 100_000:
+            _RECORDED.clear()
+        _RECORDED[pair] = None
 
 
 def list_sessions(db: Session, person_id: str) -> list[SessionView]:

@@ -107,11 +107,12 @@ class RevocationSet:
         self._rt = rt
         self._keys: frozenset[str] = frozenset()
         self._loaded_at = 0.0
+        self._forced = True  # a revocation committed here: the next check must wait for the re-read
         self._lock = threading.Lock()
         _ALL_SETS.add(self)
 
     def mark_stale(self) -> None:
-        self._loaded_at = 0.0
+        self._forced = True
 
     @classmethod
     def of(cls, rt: Runtime) -> RevocationSet:
@@ -122,14 +123,26 @@ class RevocationSet:
 
     def refresh(self) -> None:
         with self._lock:
-            now = timestamps.stamp()
-            with self._rt.db.read() as db:
-                self._keys = frozenset(db.execute(select(Revocation.key).where(Revocation.expires_at > now)).scalars())
-            self._loaded_at = time.monotonic()
+            self._reload()
+
+    def _reload(self) -> None:
+        self._forced = False
+        now = timestamps.stamp()
+        with self._rt.db.read() as db:
+            self._keys = frozenset(db.execute(select(Revocation.key).where(Revocation.expires_at > now)).scalars())
+        self._loaded_at = time.monotonic()
 
     def revoked(self, *keys: str | None) -> bool:
-        if time.monotonic() - self._loaded_at > REVOCATION_POLL_SECONDS:
+        if self._forced:
+            # A revocation was committed in this process: wait for a re-read that includes it.
             self.refresh()
+        elif time.monotonic() - self._loaded_at > REVOCATION_POLL_SECONDS and self._lock.acquire(blocking=False):
+            # The periodic re-read (other processes' revocations): one thread does it while the
+            # others keep answering from the set they have, instead of queueing behind the query.
+            try:
+                self._reload()
+            finally:
+                self._lock.release()
         current = self._keys
         return any(k is not None and k in current for k in keys)
 

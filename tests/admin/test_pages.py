@@ -447,3 +447,48 @@ def test_problems_read_in_chinese_on_console_pages(rt, operator) -> None:  # typ
     assert r.status_code == 422 and "居民身份证号码无效" in r.text and "[identity.invalid_id_number]" in r.text
     r = officer.http.post("/admin/persons/new", data={"name": "x", "id_number": "y"})
     assert r.status_code == 403 and "表单已过期" in r.text
+
+
+def test_organisations_drafts_comments_and_search(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    from ca import service as ca_service
+    from core.audit import search
+    from core.security import Actor
+
+    officer = operator(Role.REGISTRATION_OFFICER, name="机构受理")
+    approver = operator(Role.APPROVER, name="机构审批")
+    uscc = unique_uscc()
+    r = officer.post("/admin/orgs/new", {"name": "示例科技有限公司", "uscc": uscc, "type": "enterprise", "dns_suffixes": "example.cn", "document_type": "business_licence"})
+    org_id = location_id(r, "/admin/orgs")
+    page = officer.http.get(f"/admin/orgs/{org_id}")
+    assert page.status_code == 200 and uscc in page.text and "营业执照" in page.text
+    assert officer.post("/admin/orgs/new", {"name": "坏代码", "uscc": "91110000ABCDEFGHIJ"}).status_code == 422
+    assert "示例科技有限公司" in officer.http.get("/admin/subscribers", params={"q": uscc, "kind": "org"}).text
+    # a draft, a comment, submission, then cancellation by its author only
+    r = officer.post("/admin/requests/new", {"type": "new", "subject_kind": "org", "subject_id": org_id, "profile": "server", "dns_names": "www.example.cn", "csr": make_csr(), "action": "draft"})
+    draft_id = location_id(r, "/admin/requests")
+    assert "草稿" in officer.http.get(f"/admin/requests/{draft_id}").text
+    assert approver.post(f"/admin/requests/{draft_id}/approve").status_code == 409  # not submitted yet
+    assert officer.post(f"/admin/requests/{draft_id}/comment", {"body": "等待营业执照原件"}).status_code == 303
+    assert officer.post(f"/admin/requests/{draft_id}/submit").status_code == 303
+    assert approver.post(f"/admin/requests/{draft_id}/cancel").status_code == 403  # an approver cannot withdraw it
+    assert officer.post(f"/admin/requests/{draft_id}/cancel").status_code == 303
+    detail = officer.http.get(f"/admin/requests/{draft_id}").text
+    assert "已撤回" in detail and "等待营业执照原件" in detail
+    with rt.db.read() as db:
+        actions = [e.action for e in search(db, target=f"request:{draft_id}")]
+    assert actions[:3] == ["admin.request.cancel", "admin.request.submit", "admin.request.comment"]
+    # a rejected request needs a reason
+    r = officer.post("/admin/requests/new", {"type": "new", "subject_kind": "org", "subject_id": org_id, "profile": "server", "dns_names": "www.example.cn", "csr": make_csr()})
+    rejected_id = location_id(r, "/admin/requests")
+    assert approver.post(f"/admin/requests/{rejected_id}/reject", {"comment": ""}).status_code == 422
+    assert approver.post(f"/admin/requests/{rejected_id}/reject", {"comment": "域名不属于该机构"}).headers["location"].endswith("done=rejected")
+    # search by a certificate serial opens the certificate
+    with rt.db.transaction() as db:
+        from identity import service as identity
+
+        person = identity.register_person(rt, db, Actor.cli(), name="序列号查找", id_number=unique_id_number())
+        issued = ca_service.issue_certificate(rt, db, Actor.cli(), profile="citizen", csr=make_csr().encode(), subject_id=person.id)
+    found = officer.http.get("/admin/subscribers", params={"q": issued.serial})
+    assert f'href="/admin/certificates/{issued.serial}"' in found.text
+    assert officer.http.get("/admin/certificates", params={"serial": issued.serial}).headers["location"] == f"/admin/certificates/{issued.serial}"
+    assert officer.http.get("/admin/certificates/ffff0000ffff").status_code == 404

@@ -31,6 +31,7 @@ import asyncio
 import hashlib
 import io
 import json
+import statistics
 import subprocess
 import tempfile
 import time
@@ -201,102 +202,106 @@ crypto_device = builtin
 
 
 def main() -> None:
-    n_seal_ref = scale(300, 40)
-    n_seal_api = scale(300, 40)
-    n_verify = scale(300, 40)
-    n_jws = scale(20_000, 2_000)
-    n_tsa = scale(20_000, 2_000)
+    rounds = scale(3, 1)
+    n_seal = scale(100, 20)  # per round, each side
+    n_verify = scale(100, 20)
+    n_jws = scale(5_000, 1_000)
+    n_tsa = scale(6_000, 1_000)
     n_openssl = scale(300, 50)
     heading("Signing — PAdES sealing, verification, JWS records, TSA")
+    print(f"{rounds} rounds per figure; each round measures the in-process reference, then the API, back to back", flush=True)
     pdf = LICENCE.read_bytes()
     with bench_home(rate_limits="tsa=off,seal=off,verify_page=off") as bh, tempfile.TemporaryDirectory(prefix="eauth-bench-signing-") as tmp:
         work = Path(tmp)
         seal_id, client_id, secret = setup(bh)
         rt = bh.runtime()
-
         from signing.rfc3161 import build_query
 
         query = build_query(hashlib.sha256(b"bench").digest(), nonce=None, cert_req=True)
+        tsq = work / "q.tsq"
+        tsq.write_bytes(query)
+        pdf_file = work / "licence.pdf"
+        pdf_file.write_bytes(pdf)
+        _, ref_pdf = reference_sealing(rt, seal_id, pdf, 2)
+        summary: list[tuple[str, float, float, str, str, str]] = []
 
-        def references(when: str) -> dict[str, float]:
-            seal_rate, sealed_pdf = reference_sealing(rt, seal_id, pdf, n_seal_ref)
-            out = {
-                "seal": seal_rate,
-                "verify": reference_validation(rt, sealed_pdf, n_verify),
-                "jws": inprocess_jws(rt, seal_id, n_jws, 200),
-                "tsa": inprocess_tsa(rt, query, n_tsa),
-            }
-            report(f"pyHanko in-process, B-T ({when})", out["seal"], "PDFs/s", note=f"{n_seal_ref} PDFs, {len(sealed_pdf):,} bytes")
-            report(f"pyHanko validation in-process ({when})", out["verify"], "PDFs/s", note=f"{n_verify} validations")
-            report(f"JWS sealing in-process ({when})", out["jws"], "records/s", note="seal_records, batches of 200, one transaction + audit entry each")
-            report(f"TSA respond() in-process ({when})", out["tsa"], "tokens/s")
-            return out
+        def compare(label: str, unit: str, ref_label: str, reference, api) -> None:  # type: ignore[no-untyped-def]
+            """Alternate reference and API runs (the machine is shared: load moves between
+            minutes, so each ratio compares two runs taken seconds apart); report medians."""
+            refs, apis, ratios, notes = [], [], [], ""
+            for _ in range(rounds):
+                r = reference()
+                a, notes = api()
+                refs.append(r)
+                apis.append(a)
+                ratios.append(a / r if r else 0.0)
+            ref_m, api_m, ratio_m = statistics.median(refs), statistics.median(apis), statistics.median(ratios)
+            line = f"{label:<44} {api_m:>11,.1f} {unit}   = {ratio_m:.2f}× {ref_label} ({ref_m:,.1f} {unit})   [median of {rounds}; ratios {', '.join(f'{x:.2f}' for x in ratios)}; {notes}]"
+            print(line, flush=True)
+            summary.append((label, api_m, ref_m, unit, ref_label, f"{ratio_m:.2f}"))
 
-        # The machine is shared: references are measured before and after the HTTP runs, and the
-        # ratios use the higher of the two (the less favourable comparison for the API).
-        before = references("reference, before")
-        results: list[tuple[str, float, str, str]] = []
         for workers, concurrency in ((1, 2), (2, 4)):
-            heading(f"eauth serve --workers {workers}, {concurrency} requests in flight")
+            heading(f"eauth serve --workers {workers}, {concurrency} requests in flight (ab, keep-alive)")
             with serve(bh, workers=workers):
                 token = access_token(bh.url, client_id, secret, f"seal:{seal_id} verify")
                 auth = f"Authorization: Bearer {token}"
-                pdf_file = work / "licence.pdf"
-                pdf_file.write_bytes(pdf)
+                bearer = {"Authorization": f"Bearer {token}"}
                 seal_url = f"{bh.url}/api/v1/seals/{seal_id}/pdf?level=B-T"
-                ab(seal_url, n=max(4, workers * 4), c=concurrency, post_file=pdf_file, content_type="application/pdf", headers=[auth], keep_alive=True)  # warm every worker
-                res = ab(seal_url, n=n_seal_api, c=concurrency, post_file=pdf_file, content_type="application/pdf", headers=[auth], keep_alive=True)
-                results.append((f"API sealing B-T over HTTP (w={workers}, c={concurrency})", res.rate, "seal", f"p50 {res.p50_ms:.0f} ms, p99 {res.p99_ms:.0f} ms, non-2xx {res.non_2xx}"))
-                report(results[-1][0], res.rate, "PDFs/s", note=results[-1][3])
+                verify_url = f"{bh.url}/api/v1/verifications"
+                records_url = f"{bh.url}/api/v1/seals/{seal_id}/records"
+                tsa_url = f"{bh.url}/tsa"
 
-                sealed = httpx.post(seal_url, content=pdf, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}, timeout=60)
+                sealed = httpx.post(seal_url, content=pdf, headers=bearer | {"Content-Type": "application/pdf"}, timeout=60)
                 sealed.raise_for_status()
                 sealed_file = work / "sealed.pdf"
                 sealed_file.write_bytes(sealed.content)
-                verify_url = f"{bh.url}/api/v1/verifications"
-                check = httpx.post(verify_url, content=sealed.content, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}, timeout=60).json()
-                assert check["indication"] == "TOTAL-PASSED", check
-                ab(verify_url, n=max(4, workers * 4), c=concurrency, post_file=sealed_file, content_type="application/pdf", headers=[auth], keep_alive=True)
-                res = ab(verify_url, n=n_verify, c=concurrency, post_file=sealed_file, content_type="application/pdf", headers=[auth], keep_alive=True)
-                results.append((f"API verification over HTTP (w={workers}, c={concurrency})", res.rate, "verify", f"p50 {res.p50_ms:.0f} ms, p99 {res.p99_ms:.0f} ms, non-2xx {res.non_2xx}"))
-                report(results[-1][0], res.rate, "PDFs/s", note=results[-1][3])
-
-                records_url = f"{bh.url}/api/v1/seals/{seal_id}/records"
-                body = json.dumps({"records": [{"licence_no": f"JY146010000{i:05d}", "holder": "海口市示范科技有限公司"} for i in range(200)]}).encode()
-                batches = max(concurrency, n_jws // 200)
-                n, seconds, statuses = asyncio.run(_post_many(records_url, [body] * batches, {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, concurrency))
-                assert statuses == {200: batches}, statuses
-                results.append((f"API JWS records over HTTP (w={workers}, c={concurrency})", _rate(n * 200, seconds), "jws", "200 records per request"))
-                report(results[-1][0], results[-1][1], "records/s", note=results[-1][3])
-
-                tsq = work / "q.tsq"
-                tsq.write_bytes(query)
-                tsa_url = f"{bh.url}/tsa"
+                check = httpx.post(verify_url, content=sealed.content, headers=bearer | {"Content-Type": "application/pdf"}, timeout=60).json()
+                assert check["indication"] == "TOTAL-PASSED" and check["signatures"][0]["level"] == "B-T", check
+                warm = max(4, 4 * workers)
+                ab(seal_url, n=warm, c=concurrency, post_file=pdf_file, content_type="application/pdf", headers=[auth], keep_alive=True)
+                ab(verify_url, n=warm, c=concurrency, post_file=sealed_file, content_type="application/pdf", headers=[auth], keep_alive=True)
                 ab(tsa_url, n=500, c=8, post_file=tsq, content_type="application/timestamp-query", keep_alive=True)
-                res = ab(tsa_url, n=n_tsa, c=8, post_file=tsq, content_type="application/timestamp-query", keep_alive=True)
-                results.append((f"TSA over HTTP (w={workers}, c=8, keep-alive)", res.rate, "tsa", f"p50 {res.p50_ms:.0f} ms, p99 {res.p99_ms:.0f} ms, non-2xx {res.non_2xx}"))
-                report(results[-1][0], res.rate, "tokens/s", note=results[-1][3])
 
-        heading("references again, after the HTTP runs")
-        after = references("reference, after")
-        ref = {k: max(before[k], after[k]) for k in before}
+                def api_ab(url: str, n: int, c: int, body: Path, ctype: str, headers: list[str]):  # type: ignore[no-untyped-def]
+                    def run() -> tuple[float, str]:
+                        res = ab(url, n=n, c=c, post_file=body, content_type=ctype, headers=headers, keep_alive=True)
+                        assert res.non_2xx == 0, f"{res.non_2xx} non-2xx answers from {url}"
+                        return res.rate, f"p50 {res.p50_ms:.0f} ms, p99 {res.p99_ms:.0f} ms"
+
+                    return run
+
+                compare(f"API sealing B-T (w={workers}, c={concurrency})", "PDFs/s", "pyHanko in-process",
+                        lambda: reference_sealing(rt, seal_id, pdf, n_seal)[0], api_ab(seal_url, n_seal, concurrency, pdf_file, "application/pdf", [auth]))
+                compare(f"API verification (w={workers}, c={concurrency})", "PDFs/s", "pyHanko validation",
+                        lambda: reference_validation(rt, ref_pdf, n_verify), api_ab(verify_url, n_verify, concurrency, sealed_file, "application/pdf", [auth]))
+
+                body = json.dumps({"records": [{"licence_no": f"JY146010000{i:05d}", "holder": "海口市示范科技有限公司"} for i in range(200)]}).encode()
+
+                def api_jws() -> tuple[float, str]:
+                    batches = max(concurrency, n_jws // 200)
+                    n, seconds, statuses = asyncio.run(_post_many(records_url, [body] * batches, bearer | {"Content-Type": "application/json"}, concurrency))
+                    assert statuses == {200: batches}, statuses
+                    return _rate(n * 200, seconds), "200 records per request"
+
+                compare(f"API JWS records (w={workers}, c={concurrency})", "records/s", "seal_records in-process", lambda: inprocess_jws(rt, seal_id, n_jws, 200), api_jws)
+                compare(f"TSA over HTTP (w={workers}, c=8)", "tokens/s", "respond() in-process",
+                        lambda: inprocess_tsa(rt, query, n_tsa), api_ab(tsa_url, n_tsa, 8, tsq, "application/timestamp-query", []))
 
         # openssl ts -reply on the same query, one process per token
+        heading("peer: openssl ts -reply")
         _, _, cnf = openssl_tsa_files(work)
         t0 = time.perf_counter()
         for _ in range(n_openssl):
             done = subprocess.run(["openssl", "ts", "-reply", "-config", str(cnf), "-queryfile", str(tsq), "-out", str(work / "r.tsr")], capture_output=True)
             assert done.returncode == 0, done.stderr
         openssl_rate = _rate(n_openssl, time.perf_counter() - t0)
-
-        heading("summary (ratios against the higher in-process reference)")
-        units = {"seal": "PDFs/s", "verify": "PDFs/s", "jws": "records/s", "tsa": "tokens/s"}
-        labels = {"seal": "pyHanko in-process", "verify": "pyHanko validation", "jws": "in-process", "tsa": "in-process respond()"}
-        for label, value, kind, note in results:
-            report(label, value, units[kind], reference=ref[kind], ref_label=labels[kind], note=note)
         report("openssl ts -reply (process per token)", openssl_rate, "tokens/s", note=f"{n_openssl} tokens, software key")
-        best_tsa = max(v for _, v, k, _ in results if k == "tsa")
+        best_tsa = max(api for label, api, *_ in summary if label.startswith("TSA"))
         report("TSA over HTTP (best) vs openssl ts -reply", best_tsa, "tokens/s", reference=openssl_rate, ref_label="openssl ts -reply")
+
+        heading("summary (medians)")
+        for label, api_m, ref_m, unit, ref_label, ratio in summary:
+            print(f"| {label} | {api_m:,.1f} {unit} | {ref_m:,.1f} ({ref_label}) | {ratio}× |", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "form.file": ("选择文件", "Choose a file"),
     "form.submit": ("开始验证", "Verify"),
+    "form.submit_pdf": ("验证并下载 PDF 报告", "Verify and download a PDF report"),
     "form.limit": ("文件大小上限：{mb} MB", "Size limit: {mb} MB"),
     "form.error": ("无法验证：{detail}", "Cannot verify: {detail}"),
     "doc.title": ("扫码验证", "Verification code"),

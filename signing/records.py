@@ -77,6 +77,7 @@ class JwsSealer:
         self.x5c = [base64.b64encode(c).decode() for c in chain_der]
         self.x5t = b64u(hashlib.sha256(chain_der[0]).digest())
         self._sign_digest = sign_digest
+        self._protected: tuple[datetime, str] | None = None  # a batch shares one signing time
 
     def header(self, signing_time: datetime) -> dict[str, Any]:
         return {
@@ -92,7 +93,12 @@ class JwsSealer:
     def seal(self, payload: bytes, *, signing_time: datetime, detached: bool = False, timestamp: Any = None) -> str:
         """Compact JWS (B-B), or flattened JSON with a signature timestamp (B-T) when ``timestamp``
         (a callable digest → DER token) is given."""
-        protected = b64u(json.dumps(self.header(signing_time), separators=(",", ":")).encode())
+        cached = self._protected
+        if cached is not None and cached[0] == signing_time:
+            protected = cached[1]
+        else:
+            protected = b64u(json.dumps(self.header(signing_time), separators=(",", ":")).encode())
+            self._protected = (signing_time, protected)
         body = b64u(payload)
         signature = b64u(self._sign_digest(f"{protected}.{body}".encode("ascii")))
         if timestamp is None:

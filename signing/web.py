@@ -31,6 +31,7 @@ from core.runtime import Runtime
 from core.security import Principal, Role
 from core.web import RuntimeDep, authenticate, problem_response, require
 from signing import i18n, pades, service
+from signing.report import Report
 from signing.rfc3161 import MAX_QUERY_BYTES
 
 log = logging.getLogger("eauth.signing")
@@ -306,7 +307,25 @@ async def verifications(request: Request, rt: RuntimeDep, principal: Verifier) -
     the report as JSON (ETSI TS 119 102-1 indications per signature)."""
     data, name, _fields, detached = await _upload(request, rt)
     report = await run_in_threadpool(lambda: service.verify_document(rt, data, name=name, detached=detached))
+    if _wants_pdf(request):
+        return await _pdf_report(report, _lang(request))
     return JSONResponse(report.as_dict(), headers={"Cache-Control": "no-store"})
+
+
+def _wants_pdf(request: Request) -> bool:
+    """``?format=pdf``, or an ``Accept`` header that asks for a PDF before JSON."""
+    if request.query_params.get("format") == "pdf":
+        return True
+    accept = request.headers.get("accept", "")
+    return accept.split(",")[0].strip().startswith(PDF)
+
+
+async def _pdf_report(report: Report, lang: str) -> Response:
+    from signing import report_pdf
+
+    body = await run_in_threadpool(report_pdf.render, report, lang=lang)
+    name = f"verification-{report.document.sha256[:12]}.pdf"
+    return Response(body, media_type=PDF, headers={"Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{name}"'})
 
 
 # -- public verification page ------------------------------------------------------------------------
@@ -350,6 +369,8 @@ async def verify_upload(request: Request, rt: RuntimeDep) -> HTMLResponse:
     except Problem as exc:
         status = exc.status if exc.status < 500 else 503
         return _page(request, "verify_form.html", status=status, document=None, error=exc)
+    if _wants_pdf(request):
+        return await _pdf_report(report, _lang(request))
     return _page(request, "verify_report.html", report=report, expected=expected, registered=None)
 
 

@@ -187,3 +187,18 @@ def test_operators_list_and_show_seals(rt, http: httpx.Client, seal) -> None:  #
     r = http.get(f"/api/v1/seals/{seal.id}", headers=auth(token))
     assert r.status_code == 200 and r.json()["certificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert "key_label" in r.json()
+
+
+def test_pdf_report_from_the_api(http: httpx.Client, seal, seal_token, licence_pdf, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    sealed = http.post(f"/api/v1/seals/{seal.id}/pdf", params={"level": "B-T"}, content=licence_pdf, headers=auth(seal_token))
+    r = http.post("/api/v1/verifications", content=sealed.content, headers=auth(seal_token) | {"Accept": "application/pdf"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf" and r.content.startswith(b"%PDF-")
+    (tmp_path / "report.pdf").write_bytes(r.content)
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(tmp_path / "report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "验证通过" in text and "TOTAL-PASSED" in text and "行政审批专用章" in text and "B-T" in text
+    r = http.post("/api/v1/verifications", params={"format": "pdf", "lang": "en"}, content=sealed.content, headers=auth(seal_token))
+    (tmp_path / "en.pdf").write_bytes(r.content)
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(tmp_path / "en.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Verification report" in text and "Valid" in text

@@ -148,7 +148,7 @@ def _browse(chromium, live, sealed, tmp_path) -> None:  # type: ignore[no-untype
     licence = tmp_path / "营业执照.pdf"
     licence.write_bytes(sealed.pdf)
     page.set_input_files("#file", str(licence))
-    page.click("button[type=submit]")
+    page.click("#submit")
     page.wait_for_selector("#verdict")
     assert page.get_attribute("#verdict", "data-indication") == "TOTAL-PASSED"
     assert "verdict-green" in page.get_attribute("#verdict", "class")
@@ -164,10 +164,20 @@ def _browse(chromium, live, sealed, tmp_path) -> None:  # type: ignore[no-untype
     tampered = tmp_path / "tampered.pdf"
     tampered.write_bytes(_tampered(sealed.pdf))
     page.set_input_files("#file", str(tampered))
-    page.click("button[type=submit]")
+    page.click("#submit")
     page.wait_for_selector("#verdict")
     assert "verdict-red" in page.get_attribute("#verdict", "class") and "Not valid" in page.inner_text("#verdict")
     page.screenshot(path=str(SHOTS / "verify-failed-en.png"), full_page=False)
     assert not external, external
     assert not [p for p in problems if "Content Security Policy" in p or "failed" in p], problems
     context.close()
+
+
+def test_page_offers_a_pdf_report(http: httpx.Client, sealed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    r = http.post("/verify", params={"format": "pdf"}, files={"file": ("a.pdf", _tampered(sealed.pdf), "application/pdf")})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf" and "attachment" in r.headers["content-disposition"]
+    (tmp_path / "r.pdf").write_bytes(r.content)
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(tmp_path / "r.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "验证失败" in text and "HASH_FAILURE" in text

@@ -130,6 +130,9 @@ class TokenFastPath:
         except HsmError as exc:
             return self._problem(from_hsm(exc))
         except Problem as exc:
+            if exc.status < 500:  # a 4xx from below (e.g. db.invalid_value): RFC 6749 error JSON, as the routed endpoint answers
+                error = OAuthError("invalid_client" if exc.status == 401 else "invalid_request", exc.detail, status=exc.status, headers=exc.headers)
+                return error.status, _dumps(error.body()), error.headers, "application/json"
             return self._problem(exc)
 
     def _problem(self, exc: Problem) -> tuple[int, bytes, dict[str, str], str]:

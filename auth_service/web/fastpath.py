@@ -1,4 +1,4 @@
-"""ASGI fast path for the token endpoint (``POST /oidc/token``).
+"""ASGI fast path for the token endpoint (``POST /oidc/token``) and ``GET /oidc/authorize``.
 
 The token endpoint is the hot path of every relying party and department system (client_credentials
 for each API call batch, code redemption, refresh). Going through the framework costs more than the
@@ -7,7 +7,9 @@ work itself: FastAPI walks every included router of the platform to match the pa
 the very same handler (``protocol._token``) run in the thread pool, and keeps what the layers it
 skips would have added: ``Cache-Control: no-store`` (RFC 6749 §5.1), the security headers, an
 ``X-Request-Id``, the HTTP metrics, and RFC 9457 problems for non-OAuth failures (HSM unavailable…).
-Everything else passes through untouched (the same pattern as the CA's OCSP fast path).
+``GET /oidc/authorize`` — the other half of every sign-in — goes the same way through its own
+handler (``protocol.authorize_get``) with the platform's security headers. Everything else passes
+through untouched (the same pattern as the CA's OCSP fast path).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth_service.oidc.errors import OAuthError
-from auth_service.web.browser import MAX_FORM_BYTES, DuplicateField, parse_form
+from auth_service.web.browser import CSP_TEMPLATE, MAX_FORM_BYTES, DuplicateField, parse_form
 from core import metrics
 from core.errors import Kind, Problem, from_hsm
 from core.logs import request_id_var
@@ -32,6 +35,7 @@ from hsm.errors import HsmError
 log = logging.getLogger("eauth.web")
 
 PATH = "/oidc/token"
+AUTHORIZE = "/oidc/authorize"
 _JSON = (b"content-type", b"application/json")
 _COMMON = [
     (b"cache-control", b"no-store"),
@@ -80,9 +84,25 @@ class TokenFastPath:
     def __init__(self, app: ASGIApp, *, rt: Runtime) -> None:
         self.app = app
         self.rt = rt
+        # what eauth.security_headers adds to every response (it sits behind this layer)
+        self._security = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"content-security-policy", CSP_TEMPLATE.format(extra="").encode()),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
+        if rt.settings.public_url.startswith("https://"):
+            self._security.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == AUTHORIZE and scope["method"] == "GET":
+            await self._authorize(scope, receive, send)
+            return
+        if scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -100,6 +120,42 @@ class TokenFastPath:
             request_id_var.reset(reset)
             metrics.HTTP_REQUESTS.labels(method="POST", route=PATH, status=str(status)).inc()
             metrics.HTTP_LATENCY.labels(method="POST", route=PATH).observe(time.perf_counter() - start)
+
+    async def _authorize(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /oidc/authorize`` through the same handler as the routed endpoint, with the
+        platform's security headers (the pages' CSP among them) added on the way out."""
+        from starlette.requests import Request
+
+        from auth_service.web.protocol import authorize_get
+
+        start = time.perf_counter()
+        headers = _Headers(scope)
+        rid = headers.request_id or secrets.token_hex(8)
+        reset = request_id_var.set(rid)
+        status = 500
+        security = self._security
+
+        async def send_secured(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in security if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra, (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            try:
+                response = await run_in_threadpool(authorize_get, Request(scope, receive))
+            except HsmError as exc:
+                response = _problem_response(*self._problem(from_hsm(exc)))
+            except Problem as exc:
+                response = _problem_response(*self._problem(exc, instance=AUTHORIZE))
+            await response(scope, receive, send_secured)
+        finally:
+            request_id_var.reset(reset)
+            metrics.HTTP_REQUESTS.labels(method="GET", route=AUTHORIZE, status=str(status)).inc()
+            metrics.HTTP_LATENCY.labels(method="GET", route=AUTHORIZE).observe(time.perf_counter() - start)
 
     async def _answer(self, headers: _Headers, receive: Receive) -> tuple[int, bytes, dict[str, str], str]:
         from auth_service.web.protocol import _token
@@ -135,13 +191,17 @@ class TokenFastPath:
                 return error.status, _dumps(error.body()), error.headers, "application/json"
             return self._problem(exc)
 
-    def _problem(self, exc: Problem) -> tuple[int, bytes, dict[str, str], str]:
+    def _problem(self, exc: Problem, *, instance: str = PATH) -> tuple[int, bytes, dict[str, str], str]:
         """The answer core.web would give (RFC 9457), for failures that are not OAuth errors."""
         if exc.kind.status >= 500:
             log.warning("problem %s: %s", exc.code, exc.detail)
         metrics.count_problem(exc.status, exc.code)
-        body = exc.to_dict(instance=PATH, correlation_id=request_id_var.get() if exc.kind is Kind.INTERNAL else None)
+        body = exc.to_dict(instance=instance, correlation_id=request_id_var.get() if exc.kind is Kind.INTERNAL else None)
         return exc.status, _dumps(body), dict(exc.headers or {}), "application/problem+json"
+
+
+def _problem_response(status: int, body: bytes, headers: dict[str, str], media: str) -> Response:
+    return Response(body, status_code=status, headers=headers, media_type=media)
 
 
 def _dumps(body: dict[str, Any]) -> bytes:

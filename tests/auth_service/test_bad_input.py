@@ -43,6 +43,9 @@ def _error_page(r: httpx.Response, code: str) -> None:
     assert "location" not in r.headers
     assert r.headers["content-type"].startswith("text/html")
     assert f'data-error="{code}"' in r.text
+    # the platform's security headers on every page, including the authorize endpoint's
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"] and "script-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff" and r.headers["x-request-id"]
 
 
 # -- authorization endpoint ----------------------------------------------------------------------------

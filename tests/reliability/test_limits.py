@@ -411,3 +411,92 @@ def test_live_app_cuts_off_slow_bodies_on_every_kind_of_route(rt, live) -> None:
             assert 400 <= status < 500 and headers["content-type"].startswith("text/html"), (path, status)  # the page shows the error
         else:
             assert status == 408 and headers["content-type"].startswith(PROBLEM), (path, status)
+
+
+# -- rate limits -------------------------------------------------------------------------------------------
+# Login (password and OTP lockout), SMS per minute and the public verification page are tested with
+# their packages (tests/auth_service/test_bad_input.py, test_otp.py, tests/signing/test_verify_page.py).
+# Here: the TSA and the SMS hour / per-address rules, with limits tightened the way an operator would
+# (EAUTH_RATE_LIMITS overrides, applied to the running platform's limiter), and that every public
+# route of those kinds consults a limit.
+
+
+@contextlib.contextmanager
+def tightened(rt, **overrides: tuple[int, int] | None) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """The platform's limiter rebuilt with ``EAUTH_RATE_LIMITS``-style overrides, restored after."""
+    from core.ratelimit import EXTENSION_KEY, Limiter, MemoryBackend
+
+    previous = rt.extensions.get(EXTENSION_KEY)
+    rt.extensions[EXTENSION_KEY] = Limiter(MemoryBackend(), overrides=overrides)
+    try:
+        yield
+    finally:
+        if previous is None:
+            rt.extensions.pop(EXTENSION_KEY, None)
+        else:
+            rt.extensions[EXTENSION_KEY] = previous
+
+
+def test_tsa_is_rate_limited_per_address(rt, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    from signing import rfc3161
+
+    query = rfc3161.build_query(hashlib.sha256(b"x").digest())
+    headers = {"content-type": "application/timestamp-query", "x-forwarded-for": "203.0.113.50"}
+    with tightened(rt, tsa=(5, 60)):
+        statuses = [client.post("/tsa", content=query, headers=headers).status_code for _ in range(5)]
+        assert statuses == [200] * 5
+        r = client.post("/tsa", content=query, headers=headers)
+        problem = _problem(r, 429, "rate_limited.tsa")
+        assert int(r.headers["retry-after"]) >= 1 and problem["retry_after"] >= 1
+        other = client.post("/tsa", content=query, headers={**headers, "x-forwarded-for": "203.0.113.51"})
+        assert other.status_code == 200 and rfc3161.status_of(other.content)[0] == "granted"
+
+
+def test_sms_codes_are_limited_per_hour_and_per_address(rt) -> None:  # type: ignore[no-untyped-def]
+    from auth_service import login
+    from core.errors import Problem
+    from core.security import Actor
+    from identity import service as identity
+    from tests.factories import unique_id_number
+
+    with rt.db.transaction() as db:
+        person = identity.register_person(rt, db, Actor.cli("limits"), name="赵六", id_number=unique_id_number(), phone="13800138000")
+    # per minute (the default rules)
+    with tightened(rt):
+        login.send_sms_code(rt, person_id=person.id, ip="203.0.113.60")
+        with pytest.raises(Problem) as caught:
+            login.send_sms_code(rt, person_id=person.id, ip="203.0.113.60")
+        assert caught.value.code == "rate_limited.sso_sms" and caught.value.status == 429
+    # per hour: five, whatever the minute rule says
+    with tightened(rt, sso_sms=None):
+        for _ in range(5):
+            login.send_sms_code(rt, person_id=person.id, ip="203.0.113.61")
+        with pytest.raises(Problem) as caught:
+            login.send_sms_code(rt, person_id=person.id, ip="203.0.113.61")
+        assert caught.value.code == "rate_limited.sso_sms_hour"
+    # per address: twenty an hour, whoever they are for
+    with tightened(rt, sso_sms=None, sso_sms_hour=None):
+        for _ in range(20):
+            login.send_sms_code(rt, person_id=person.id, ip="203.0.113.62")
+        with pytest.raises(Problem) as caught:
+            login.send_sms_code(rt, person_id=person.id, ip="203.0.113.62")
+        assert caught.value.code == "rate_limited.sso_sms_ip"
+
+
+def test_public_routes_of_these_kinds_consult_a_rate_limit(rt, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    """With every limit at 1 call a minute, the second call to each public route that costs work
+    (verification page upload and QR link, TSA) from one address is a 429."""
+    from signing import rfc3161
+
+    query = rfc3161.build_query(hashlib.sha256(b"y").digest())
+    calls = {
+        "POST /tsa": lambda ip: client.post("/tsa", content=query, headers={"content-type": "application/timestamp-query", "x-forwarded-for": ip}),
+        "POST /verify": lambda ip: client.post("/verify", files={"file": ("a.pdf", b"%PDF-1.7\n%%EOF\n", "application/pdf")}, headers={"x-forwarded-for": ip}),
+        "GET /verify/{id}": lambda ip: client.get("/verify/doc-does-not-exist", headers={"x-forwarded-for": ip}),
+    }
+    with tightened(rt, tsa=(1, 60), verify_page=(1, 60)):
+        for i, (name, call) in enumerate(calls.items()):
+            ip = f"203.0.113.{70 + i}"
+            first, second = call(ip), call(ip)
+            assert first.status_code != 429, name
+            assert second.status_code == 429, (name, second.status_code, second.text[:200])

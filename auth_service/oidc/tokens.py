@@ -127,6 +127,19 @@ def _user_tokens(
     return body, audit
 
 
+def _flush_with_audit(rt: Runtime, db: Session) -> None:
+    """Let this (successful) issuance transaction commit without its own WAL flush on PostgreSQL.
+
+    Safe because the tokens are handed out only after their audit entry's commit, which is
+    synchronous: PostgreSQL flushes the WAL up to that later commit record, and with it every
+    earlier commit — this one included. One disk flush per batch of issuances instead of two per
+    token, with the same guarantee (nothing returned that a crash could take back)."""
+    if rt.db.dialect == "postgresql":
+        from sqlalchemy import text
+
+        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
 def _audited(rt: Runtime, issued: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     """Hand the tokens out only once their audit entry is committed. The entry is group-committed
     (audit_batch) after the grant's own commit: one audit-chain lock per batch instead of one per
@@ -198,6 +211,7 @@ def authorization_code_grant(rt: Runtime, client: ClientView, form: dict[str, st
             db.add(grant)
             db.flush()
             issued = _user_tokens(rt, db, client, grant, nonce=row.nonce, grant_type="authorization_code", refresh=refresh)
+            _flush_with_audit(rt, db)
     if failure is not None:
         raise failure
     return _audited(rt, issued)
@@ -240,6 +254,7 @@ def refresh_token_grant(rt: Runtime, client: ClientView, form: dict[str, str]) -
             # (RFC 6749 §6: an omitted scope means the original one).
             narrowed = " ".join(dict.fromkeys(asked)) if requested is not None else None
             issued = _user_tokens(rt, db, client, grant, nonce=None, grant_type="refresh_token", refresh=True, scope_override=narrowed)
+            _flush_with_audit(rt, db)
     if failure is not None:
         raise failure
     return _audited(rt, issued)

@@ -361,9 +361,3 @@ def drop_interaction(db: Session, token: str) -> None:
     row = db.get(Interaction, hashlib.sha256(token.encode()).hexdigest())
     if row is not None:
         db.delete(row)
-
-
-def purge_expired(db: Session) -> None:
-    now = timestamps.stamp()
-    db.execute(Interaction.__table__.delete().where(Interaction.expires_at <= now))
-    db.execute(AuthorizationCode.__table__.delete().where(AuthorizationCode.expires_at <= timestamps.stamp(hours=-1)))

@@ -5,7 +5,8 @@ the session that registered a ``backchannel_logout_uri``. A per-process delivere
 freshly signed logout token (§2.4: ``iss``, ``aud``, ``iat``, ``exp``, ``jti``, ``sub``, ``sid``,
 ``events``; ``typ: logout+jwt``; never a ``nonce``) and retries with back-off (0 s, 5 s, 30 s,
 2 min, 10 min) until the RP answers 2xx; each attempt is audited. Claims are atomic (a conditional
-UPDATE), so several worker processes never deliver the same attempt twice.
+UPDATE), so several worker processes never deliver the same attempt twice. The same thread runs the
+periodic purge of expired SSO rows (``auth_service.retention``).
 """
 
 from __future__ import annotations
@@ -196,6 +197,9 @@ class Deliverer:
             thread.join(timeout)
 
     def _run(self) -> None:
+        from auth_service import retention
+
+        schedule = retention.Schedule()
         with httpx.Client(timeout=5.0, follow_redirects=False) as client:
             while not self._stop.is_set():
                 self._wake.wait(POLL_SECONDS)
@@ -207,6 +211,11 @@ class Deliverer:
                         deliver(self._rt, delivery_id, client=client)
                 except Exception:  # noqa: BLE001 - the thread must survive a DB hiccup; rows stay pending
                     log.exception("back-channel logout delivery failed; will retry")
+                if schedule.due():
+                    try:
+                        retention.purge_expired(self._rt)
+                    except Exception:  # noqa: BLE001 - retried at the next period
+                        log.exception("purging expired SSO rows failed; will retry")
 
 
 # -- RP-initiated logout ----------------------------------------------------------------------------

@@ -307,3 +307,18 @@ def test_first_administrator_must_enrol_a_second_factor(own_platform) -> None:  
         actions = [e.action for e in search(db, limit=500)]
     for wanted in ("admin.bootstrap.create", "admin.bootstrap.credentials", "admin.bootstrap.enrolled", "sso.totp.enrol", "sso.password.set"):
         assert wanted in actions, wanted
+
+
+def test_under_https_cookies_are_secure_and_hsts_is_sent(backend, token_pool, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With an https public URL (TLS terminated in front of the app) the console's cookies carry
+    Secure and responses carry HSTS."""
+    from eauth.app import create_app
+    from tests.conftest import platform, serve_app
+
+    with platform(backend, tmp_path / "home", token_pool, recycle=True, public_url="https://eauth.example.gov.cn") as rt:
+        with serve_app(create_app(rt)) as server:
+            r = httpx.get(server.url + "/admin/signed-out?lang=en")
+            assert r.status_code == 200
+            assert "max-age=" in r.headers["strict-transport-security"]
+            cookie = r.headers["set-cookie"].lower()
+            assert "eauth_lang=en" in cookie and "secure" in cookie and "httponly" in cookie

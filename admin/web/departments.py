@@ -121,7 +121,7 @@ def seal_detail(request: Request, user: DeptAdmin, seal_id: str, done: str = "")
         seal = signing_service.get_seal(db, seal_id[:32])
         _check_department(user, seal.department_id)
         cert = ca_service.get_certificate(db, seal.cert_serial)
-        clients = sso.list_clients(db, department_id=scope_of(user), include_disabled=False)
+        clients = [c for c in sso.list_clients(db, department_id=scope_of(user), include_disabled=False) if not c.first_party]
     return render(request, "seal.html", {"seal": seal, "cert": cert, "clients": clients, "flash": FLASH.get(done)})
 
 

@@ -174,6 +174,18 @@ def test_seal_requests_need_two_approvals(rt, operator) -> None:  # type: ignore
     other = operator(Role.DEPARTMENT_ADMIN, name="别的部门", department_id=elsewhere.id)
     assert other.http.get(f"/admin/seals/{seal_id}").status_code == 403
     assert other.post(f"/admin/seals/{seal_id}/certificate", {"type": "suspension"}).status_code == 403
+    # assign a department system to the seal (its own department's clients only)
+    created = admin.post("/admin/clients", {"name": "许可证系统", "grant_types": "client_credentials", "scopes": f"seal:{seal_id}"})
+    client_id = re.search(r'id="client-id">([^<]+)<', created.text).group(1)  # type: ignore[union-attr]
+    foreign = other.post("/admin/clients", {"name": "别人的系统", "grant_types": "client_credentials", "scopes": "openid"})
+    foreign_id = re.search(r'id="client-id">([^<]+)<', foreign.text).group(1)  # type: ignore[union-attr]
+    assert admin.post(f"/admin/seals/{seal_id}/clients", {"client_id": foreign_id}).status_code == 403
+    assert admin.post(f"/admin/seals/{seal_id}/clients", {"client_id": client_id}).status_code == 303
+    assert client_id in admin.http.get(f"/admin/seals/{seal_id}").text
+    with rt.db.read() as db:
+        from signing import service as signing_service
+
+        assert client_id in signing_service.get_seal(db, seal_id).clients
     # suspending the seal's certificate is a request for two approvers too
     r = admin.post(f"/admin/seals/{seal_id}/certificate", {"type": "suspension", "comment": "印章遗失待查"})
     hold_id = location_id(r, "/admin/requests")

@@ -6,23 +6,26 @@ real client_credentials access token (``POST /oidc/token``) with ``seal:<id> ver
 is the one-page licence of ``tests/data/signing/licence.pdf``. Rate limits are switched off for the
 run (``EAUTH_RATE_LIMITS``), as for any load test.
 
-Figures, each with its reference measured in the same run:
+Figures, each with its reference measured in the same run. The machine is shared with other
+work, so every figure alternates: reference run, API run, three rounds back to back, and reports
+the median rate and the median of the per-round ratios.
 
 1. **PAdES B-T sealing.** Reference: pyHanko in this process with the same HSM key, the same
    visible stamp (image + CJK text + QR), the same in-process timestamper and ``bytes_reserved``
    — the signing work without the platform around it (no request, no database row, no audit
-   entry). Peer: ``POST /api/v1/seals/{id}/pdf?level=B-T`` over HTTP (``ab``), the server
-   ``eauth serve --workers 1`` (one process, like the reference) with 2 requests in flight, and
-   ``--workers 2`` with 4 in flight.
-2. **Verification** of the B-T licence. Reference: pyHanko's ``validate_pdf_signature`` in this
+   entry). Peer: ``POST /api/v1/seals/{id}/pdf?level=B-T`` over HTTP (``ab``, keep-alive), the
+   server ``eauth serve --workers 1`` (one process, like the reference) with 2 requests in
+   flight, and ``--workers 2`` with 4 in flight.
+2. **Verification** of a B-T licence. Reference: pyHanko's ``validate_pdf_signature`` in this
    process against our root (no fetching). Peer: ``POST /api/v1/verifications`` (our whole
-   report: integrity, chain, timestamp, modification analysis, the platform's revocation register,
-   level), same two server shapes.
-3. **JWS record sealing** (B-B, compact): ``seal_records`` in this process, and
-   ``POST /api/v1/seals/{id}/records`` with 200 records per request.
-4. **TSA**: ``POST /tsa`` with ``ab`` (keep-alive, 8 in flight) vs ``openssl ts -reply`` on the
-   same query (a software key: an ``openssl ts`` process per token, as a shell script would run
-   it); and the in-process ``TimestampAuthority.respond`` for scale.
+   report: integrity, chain, timestamp, modification analysis, the platform's revocation register
+   and CRLs, level), same two server shapes.
+3. **JWS record sealing** (B-B, compact): ``seal_records`` in this process (batches of 200, one
+   transaction and audit entry each), and ``POST /api/v1/seals/{id}/records`` with 200 records
+   per request.
+4. **TSA**: ``POST /tsa`` with ``ab`` (keep-alive, 8 in flight) against the in-process
+   ``TimestampAuthority.respond``, and ``openssl ts -reply`` on the same query (a software key:
+   one ``openssl ts`` process per token, as a shell script would run it).
 """
 
 from __future__ import annotations

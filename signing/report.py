@@ -1,7 +1,7 @@
 """The verification report: one model for PDFs (PAdES), JWS (JAdES) and CMS (CAdES) records.
 
 Data first (frozen dataclasses, pyHanko habit), rendered afterwards as JSON (``as_dict``), an HTML
-page (``templates/report.html``) and a PDF (:mod:`signing.report_pdf`).
+page (``templates/verify_report.html``) and a PDF (:mod:`signing.report_pdf`).
 
 Indications and sub-indications are those of ETSI TS 119 102-1 §5.1 (TOTAL-PASSED,
 INDETERMINATE, TOTAL-FAILED; HASH_FAILURE, SIG_CRYPTO_FAILURE, REVOKED, NO_CERTIFICATE_CHAIN_FOUND,

@@ -107,3 +107,25 @@ def test_wrong_content_type_is_a_415_problem(http: httpx.Client) -> None:
     assert r.status_code == 415 and r.headers["content-type"] == "application/problem+json"
     assert r.json()["code"] == "tsa.bad_content_type"
     assert http.get("/tsa").status_code == 405
+
+
+def test_tsa_is_rate_limited_per_address(rt, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    from core.ratelimit import limiter, reset
+    from signing.web import TSA_PER_IP
+
+    lim = limiter(rt)
+    saved = lim.overrides.get(TSA_PER_IP.area, "absent")
+    lim.overrides[TSA_PER_IP.area] = (3, 60)  # the EAUTH_RATE_LIMITS override, applied in place
+    reset(rt, TSA_PER_IP, "127.0.0.1")  # earlier tests of this module already counted
+    try:
+        query = build_query(hashlib.sha256(b"x").digest())
+        statuses = [http.post("/tsa", content=query, headers=QUERY).status_code for _ in range(5)]
+        assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
+        r = http.post("/tsa", content=query, headers=QUERY)
+        assert r.headers["content-type"] == "application/problem+json" and r.json()["code"] == "rate_limited.tsa" and int(r.headers["retry-after"]) >= 1
+    finally:
+        if saved == "absent":
+            lim.overrides.pop(TSA_PER_IP.area, None)
+        else:
+            lim.overrides[TSA_PER_IP.area] = saved  # type: ignore[assignment]
+        reset(rt, TSA_PER_IP, "127.0.0.1")

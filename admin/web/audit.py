@@ -53,8 +53,25 @@ def audit_list(
     f = filters(action, actor, target, since, until)
     with rt.db.read() as db:
         entries = audit.search(db, **f, limit=PAGE, before_seq=before)  # type: ignore[arg-type]
+        names = actor_names(db, {e.actor for e in entries})
     query = {"action": action, "actor": actor, "target": target, "since": since, "until": until}
-    return render(request, "audit.html", {"entries": entries, "q": query, "more": len(entries) == PAGE})
+    return render(request, "audit.html", {"entries": entries, "q": query, "more": len(entries) == PAGE, "names": names})
+
+
+def actor_names(db, refs: set[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Display names of the people among the actors (``operator:<id>``/``person:<id>``), so an
+    auditor reads names; the exact reference stays in the entry (and in a tooltip)."""
+    from identity import service as identity
+
+    out = {}
+    for ref in refs:
+        kind, _, ident = ref.partition(":")
+        if kind in ("operator", "person") and 0 < len(ident) <= 32:
+            try:
+                out[ref] = identity.get_person(db, ident).name
+            except Problem:
+                continue
+    return out
 
 
 @router.get("/audit/export", name="admin_audit_export")

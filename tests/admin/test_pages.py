@@ -233,6 +233,7 @@ def test_audit_pages_search_entry_verify_and_export(rt, operator) -> None:  # ty
     auditor = operator(Role.AUDITOR, name="审计员")
     page = auditor.http.get("/admin/audit", params={"action": "admin.console.login"})
     assert page.status_code == 200 and "admin.console.login" in page.text
+    assert f'title="{auditor.ref}">审计员<' in page.text  # actors read as names, the reference in a tooltip
     seq = int(re.search(r'href="/admin/audit/(\d+)"', page.text).group(1))  # type: ignore[union-attr]
     entry = auditor.http.get(f"/admin/audit/{seq}")
     assert entry.status_code == 200 and "admin.console.login" in entry.text

@@ -70,6 +70,8 @@ def serve(
     """Serve the platform over HTTP."""
     import uvicorn
 
+    from eauth.http_protocol import HeaderDeadlineProtocol
+
     if only:
         os.environ["EAUTH_SERVE_ONLY"] = only
     settings = load_settings()
@@ -97,6 +99,7 @@ def serve(
         access_log=False,
         proxy_headers=False,
         timeout_keep_alive=5,
+        http=HeaderDeadlineProtocol,  # headers within 10 s (slow-loris); bodies: core.web.SlowBodyGuard
     )
 
 

@@ -500,3 +500,90 @@ def test_public_routes_of_these_kinds_consult_a_rate_limit(rt, client: httpx.Cli
             first, second = call(ip), call(ip)
             assert first.status_code != 429, name
             assert second.status_code == 429, (name, second.status_code, second.text[:200])
+
+
+# -- slow-loris headers (eauth serve's HTTP protocol) ----------------------------------------------------
+
+
+def test_slow_headers_and_silent_connections_are_closed(rt, live) -> None:  # type: ignore[no-untyped-def]
+    """The real app behind uvicorn with ``eauth serve``'s protocol (deadline shortened to 1.5 s):
+    a connection that sends nothing, or trickles its headers, is closed; honest keep-alive requests,
+    and a body that takes longer than the header deadline, are not affected. (``live`` owns the
+    platform's per-process threads — this second app's start-up finds them running — and stops them
+    at the end of the session; this app runs without lifespan so it does not stop them early.)"""
+    import asyncio
+
+    import uvicorn
+
+    from eauth.app import create_app
+    from eauth.http_protocol import HEADER_TIMEOUT, HeaderDeadlineProtocol
+    from tests.conftest import free_port
+
+    assert HEADER_TIMEOUT == 10.0
+
+    class Quick(HeaderDeadlineProtocol):
+        header_timeout = 1.5
+
+    port = free_port()
+    config = uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_level="warning", lifespan="off", http=Quick, timeout_keep_alive=5)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+
+    def closed_after(sock: socket.socket, trickle: bytes = b"") -> float:
+        start = time.monotonic()
+        sock.settimeout(0.25)
+        for byte in trickle or b"":
+            try:
+                sock.send(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                return time.monotonic() - start
+            try:
+                if sock.recv(1) == b"":
+                    return time.monotonic() - start
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                return time.monotonic() - start
+        sock.settimeout(10)
+        try:
+            assert sock.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        return time.monotonic() - start
+
+    try:
+        with raw(url) as silent:
+            assert 1.3 <= closed_after(silent) < 4
+        with raw(url) as slow:
+            assert 1.3 <= closed_after(slow, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100) < 4
+        # Keep-alive: three requests on one connection, 1 s apart (under the deadline each time).
+        with raw(url) as sock:
+            for _ in range(3):
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                sock.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += sock.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+                while len(body) < length:
+                    body += sock.recv(65536)
+                assert head.startswith(b"HTTP/1.1 200"), head
+                time.sleep(1.0)
+        # A body that takes 3 s (past the header deadline, within the body allowance) is answered.
+        with raw(url) as sock:
+            payload = json.dumps({"x": "a" * 3000}).encode()
+            sock.sendall(b"POST /oidc/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n" + f"Content-Length: {len(payload)}\r\n\r\n".encode())
+            for i in range(0, len(payload), 1000):
+                sock.sendall(payload[i : i + 1000])
+                time.sleep(1.0)
+            status, _headers, _body, _closed = read_response(sock)
+            assert status == 400  # an OAuth error for the nonsense form: it got through to the app
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -505,3 +505,19 @@ def test_organisations_drafts_comments_and_search(rt, operator) -> None:  # type
     assert f'href="/admin/certificates/{issued.serial}"' in found.text
     assert officer.http.get("/admin/certificates", params={"serial": issued.serial}).headers["location"] == f"/admin/certificates/{issued.serial}"
     assert officer.http.get("/admin/certificates/ffff0000ffff").status_code == 404
+
+
+def test_csr_file_upload_der_or_pem_and_its_limits(rt, operator) -> None:  # type: ignore[no-untyped-def]
+    officer = operator(Role.REGISTRATION_OFFICER, name="上传受理")
+    person_id = location_id(officer.post("/admin/persons/new", {"name": "上传对象", "id_number": unique_id_number()}), "/admin/persons")
+    der = x509.load_pem_x509_csr(make_csr().encode()).public_bytes(serialization.Encoding.DER)
+    fields = {"csrf_token": officer.csrf, "type": "new", "subject_kind": "person", "subject_id": person_id, "profile": "citizen"}
+    r = officer.http.post("/admin/requests/new", data=fields, files={"csr_file": ("me.csr", der, "application/pkcs10")})
+    request_id = location_id(r, "/admin/requests")
+    assert "EC secp256r1" in officer.http.get(f"/admin/requests/{request_id}").text
+    r = officer.http.post("/admin/requests/new", data=fields, files={"csr_file": ("me.pem", make_csr().encode(), "application/x-pem-file")})
+    assert r.status_code == 303
+    big = officer.http.post("/admin/requests/new", data=fields, files={"csr_file": ("big.csr", b"0" * (16 * 1024 + 1), "application/pkcs10")})
+    assert big.status_code == 413 and "admin.csr_too_large" in big.text
+    junk = officer.http.post("/admin/requests/new", data=fields, files={"csr_file": ("junk.csr", b"\x30\x03\x02\x01\x00", "application/pkcs10")})
+    assert 400 <= junk.status_code < 500

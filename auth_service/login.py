@@ -77,11 +77,14 @@ def _lock_seconds(failures: int, free: int) -> int:
     return min(60 * 2 ** (failures - free), MAX_LOCK_SECONDS)
 
 
-def locked_for(rt: Runtime, *keys: str) -> int:
-    """Seconds until the longest lock among ``keys`` ends (0: not locked)."""
+def locked_for(rt: Runtime, *keys: str, counted: set[str] | None = None) -> int:
+    """Seconds until the longest lock among ``keys`` ends (0: not locked). ``counted`` receives
+    the keys that have failures on record (only those need clearing after a success)."""
     now = timestamps.now()
     with rt.db.read() as db:
         rows = db.execute(select(Throttle).where(Throttle.key.in_(keys))).scalars().all()
+    if counted is not None:
+        counted.update(r.key for r in rows if r.failures or r.locked_until)
     longest = 0
     for row in rows:
         if row.locked_until:
@@ -150,7 +153,8 @@ def check_password(rt: Runtime, *, login: str, password: str, ip: str) -> FirstF
     ip_key = f"ip:{ip}"
     target = f"person:{person.id}" if person else "login:unknown"
     actor = Actor.anonymous(ip)
-    locked = locked_for(rt, acct, ip_key)
+    on_record: set[str] = set()
+    locked = locked_for(rt, acct, ip_key, counted=on_record)
     if locked:
         with rt.db.transaction() as db:
             rt.audit.record(db, actor=actor, action="sso.login.refused", target=target, outcome="failure", details={"method": "pwd", "reason": "locked"})
@@ -161,12 +165,14 @@ def check_password(rt: Runtime, *, login: str, password: str, ip: str) -> FirstF
         imposed = record_failure(rt, actor, keys={acct: ACCOUNT_FREE_FAILURES, ip_key: IP_FREE_FAILURES}, target=target, method="pwd", reason=reason)
         raise LoginFailed(reason, locked_seconds=imposed)
     assert person is not None and stored is not None
-    with rt.db.transaction() as db:
-        clear_failures(db, acct)
-        if passwords.needs_rehash(stored):
-            row = db.get(Credential, person.id)
-            if row is not None:
-                row.password_hash = passwords.hash_password(password)
+    rehash = passwords.needs_rehash(stored)
+    if acct in on_record or rehash:  # most logins have nothing to clear: no write transaction
+        with rt.db.transaction() as db:
+            clear_failures(db, acct)
+            if rehash:
+                row = db.get(Credential, person.id)
+                if row is not None:
+                    row.password_hash = passwords.hash_password(password)
     return FirstFactor(person.id, has_totp, has_phone)
 
 

@@ -98,13 +98,11 @@ def complete_login(rt: Runtime, browser: Browser, state: authz.InteractionState,
     return response
 
 
-def _needs_second_factor(rt: Runtime, browser: Browser, state: authz.InteractionState) -> bool:
+def _needs_second_factor(state: authz.InteractionState, first: login.FirstFactor) -> bool:
     """After a password: is a second step due (the account has TOTP, or the RP asked for acr 2)?"""
     if state.req is not None and state.req.required_acr == "2":
         return True
-    with rt.db.read() as db:
-        enrolled, _left = login.totp_status(db, state.person_id or "")
-    return enrolled
+    return first.has_totp
 
 
 # -- password ---------------------------------------------------------------------------------------
@@ -161,7 +159,7 @@ def _login_post(rt: Runtime, request: Request, form: dict[str, str]) -> Response
         message = browser.t("login.locked", minutes=_minutes(exc.locked_seconds)) if exc.locked_seconds else browser.t("login.failed")
         return _login_page(rt, browser, state, error=message, login_name=form.get("login", "")[:254], status=401 if not exc.locked_seconds else 429)
     state.person_id, state.amr = first.person_id, ["pwd"]
-    if _needs_second_factor(rt, browser, state):
+    if _needs_second_factor(state, first):
         with rt.db.transaction() as db:
             authz.save_interaction(db, state)
         return browser.redirect(f"/sso/login/otp?ia={state.token}")

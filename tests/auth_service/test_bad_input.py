@@ -467,3 +467,16 @@ def test_end_session_bad_input(meta, agent) -> None:  # type: ignore[no-untyped-
     _error_page(r, "invalid_request")
     r = agent.http.post(meta["end_session_endpoint"], content=b"state=a&state=b", headers={"content-type": "application/x-www-form-urlencoded"})
     _error_page(r, "invalid_request")
+
+
+def test_success_clears_the_failure_count(meta, new_agent, citizen, make_client) -> None:  # type: ignore[no-untyped-def]
+    client, _ = make_client(token_endpoint_auth_method="none", **FIRST_PARTY)
+    browser = new_agent()
+    for _ in range(4):
+        assert _login_attempt(browser, meta, client, citizen.id_number, "Wrong-Password-123").status_code == 401
+    ok = _login_attempt(browser, meta, client, citizen.id_number, citizen.password)
+    assert ok.status_code == 303 and ok.headers["location"].startswith("http://127.0.0.1:9/cb?code=")
+    # four more failures are allowed again before the lock
+    other = new_agent()
+    statuses = [_login_attempt(other, meta, client, citizen.id_number, "Wrong-Password-123").status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 401, 429]

@@ -17,7 +17,9 @@ origin), or an existing empty signature field by name.
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -189,7 +191,8 @@ def seal_pdf_bytes(
     placement = options.placement
     existing = placement.field is not None
     if existing:
-        check_existing_field(writer, placement.field)  # type: ignore[arg-type]
+        with _unreadable_as_problem():
+            check_existing_field(writer, placement.field)  # type: ignore[arg-type]
         field_name = placement.field  # type: ignore[assignment]
     if options.level != "B-B" and timestamper is None:
         raise Problem(Kind.UNAVAILABLE, "signing.tsa_unavailable", "the timestamp authority is not configured")
@@ -210,10 +213,11 @@ def seal_pdf_bytes(
     new_field = None
     if not existing:
         box = None
-        if placement.visible:
-            box = placement.box or _default_box(writer, placement.page)
-        else:
-            _page_dict(writer, placement.page)
+        with _unreadable_as_problem():  # pages are read lazily: a broken page object surfaces here
+            if placement.visible:
+                box = placement.box or _default_box(writer, placement.page)
+            else:
+                _page_dict(writer, placement.page)
         new_field = fields.SigFieldSpec(sig_field_name=field_name, on_page=placement.page, box=box)
     pdf_signer = signers.PdfSigner(
         meta,
@@ -235,6 +239,20 @@ def seal_pdf_bytes(
         if any(word in lowered for word in ("certif", "docmdp", "lock", "author signature", "forbids")):
             raise Problem(Kind.CONFLICT, "signing.document_locked", f"the document does not allow this signature: {message}") from None
         raise Problem(Kind.POLICY, "signing.refused", f"pyHanko refused to sign: {message}") from None
-    except (PdfError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
+    except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
         raise Problem(Kind.INVALID_INPUT, "signing.pdf_unreadable", f"the PDF could not be updated: {_short(exc)}") from None
     return out.getvalue()
+
+
+@contextlib.contextmanager
+def _unreadable_as_problem() -> Iterator[None]:
+    """A PDF object that cannot be read (pyHanko reads objects lazily, long after ``open_pdf``) is
+    the uploader's 400, not a 500."""
+    from pyhanko.pdf_utils.misc import PdfError
+
+    try:
+        yield
+    except Problem:
+        raise
+    except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
+        raise Problem(Kind.INVALID_INPUT, "signing.pdf_unreadable", f"the PDF cannot be read: {_short(exc)}") from None

@@ -266,8 +266,8 @@ async def seal_records(seal_id: str, request: Request, rt: RuntimeDep, principal
         raise Problem(Kind.TOO_LARGE, "signing.too_large", f"requests are limited to {rt.settings.max_upload_bytes} bytes")
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(Kind.INVALID_INPUT, "signing.bad_json", "the body is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested past the decoder's limit
+        raise Problem(Kind.INVALID_INPUT, "signing.bad_json", "the body is not JSON (or is nested too deep)") from None
     if not isinstance(doc, dict):
         raise Problem(Kind.INVALID_INPUT, "signing.bad_json", "the body is a JSON object with record or records")
     json_body_limit(doc)

@@ -446,3 +446,87 @@ def test_api_json_bodies_are_4xx_problems(rt, client: httpx.Client) -> None:  # 
         _problem_or_ok(f"http POST {path.replace('/01/', '/{serial}/')}", r)
 
     check()
+
+
+@pytest.fixture(scope="module")
+def sealing_client(rt):  # type: ignore[no-untyped-def]
+    """A department system allowed to use a fresh seal: (seal id, its access token with seal:<id>)."""
+    import identity.service as identity
+    from auth_service.oidc.access_token import issue_access_token
+    from auth_service.service import register_client
+    from core.security import Actor
+    from signing import service
+    from tests.factories import unique_uscc
+
+    actor = Actor.cli("hostile-tests")
+    with rt.db.transaction() as db:
+        dept = identity.register_org(rt, db, actor, name="模糊测试二局", uscc=unique_uscc(), type="government")
+    with rt.db.transaction() as db:
+        seal = service.create_seal(rt, db, actor, name="模糊测试二章", department=dept.id)
+    with rt.db.transaction() as db:
+        client, _ = register_client(rt, db, actor, name="hostile dept system", grant_types=["client_credentials"], scopes=[f"seal:{seal.id}"], redirect_uris=[])
+    with rt.db.transaction() as db:
+        service.allow_client(rt, db, actor, seal_id=seal.id, client_id=client.client_id)
+    token, _, _ = issue_access_token(rt, client_id=client.client_id, subject=client.client_id, scope=f"seal:{seal.id}")
+    return seal.id, token
+
+
+def test_sealing_and_verification_uploads_over_http(rt, client: httpx.Client, sealed, sealing_client) -> None:  # type: ignore[no-untyped-def]
+    """Hostile documents to the seal API (raw and multipart), the records API, the verification API
+    and the public page: 4xx problems (an HTML page for the page), never a 500."""
+    seal_id, seal_token = sealing_client
+    verify_token = operator_token(rt, roles=frozenset(), scope="verify")
+    counter = iter(range(10**6))
+
+    @settings(max_examples=n(40), **SLOW)
+    @given(st.one_of(mutated(sealed["pdf"], der=False, max_ops=2), st.binary(max_size=300)), st.sampled_from(["raw", "multipart"]),
+           st.fixed_dictionaries({}, optional={"level": st.sampled_from(["B-B", "B-T", "X"]), "page": st.sampled_from(["0", "-1", "999", "x"]),
+                                               "box": st.sampled_from(["1,2,3,4", "a,b", "0,0,100000,100000", "-5,-5,-1,-1"]), "docmdp": st.sampled_from(["0", "1", "3"]),
+                                               "certify": st.sampled_from(["true", "false", "maybe"]), "field": st.text(max_size=10)}))
+    def seal(data: bytes, how: str, params: dict[str, str]) -> None:
+        headers = {"authorization": f"Bearer {seal_token}"}
+        if how == "raw":
+            r = client.post(f"/api/v1/seals/{seal_id}/pdf", content=data, params=params, headers={**headers, "content-type": "application/pdf"})
+        else:
+            r = client.post(f"/api/v1/seals/{seal_id}/pdf", files={"file": ("x.pdf", data, "application/pdf")}, params=params, headers=headers)
+        _problem_or_ok(f"http POST /api/v1/seals/{{id}}/pdf ({how})", r)
+
+    @settings(max_examples=n(40), **SLOW)
+    @given(st.one_of(json_values.map(dumps), st.binary(max_size=100), st.just(deep_json(3000, kind="obj").encode()),
+                     st.fixed_dictionaries({"records": st.lists(json_values, max_size=3)}, optional={"formats": json_values, "level": json_values, "detached": json_values}).map(dumps)))
+    def records(body: bytes) -> None:
+        r = client.post(f"/api/v1/seals/{seal_id}/records", content=body, headers={"authorization": f"Bearer {seal_token}", "content-type": "application/json"})
+        _problem_or_ok("http POST /api/v1/seals/{id}/records", r)
+
+    @settings(max_examples=n(40), **SLOW)
+    @given(st.one_of(mutated(sealed["pdf"], der=False, max_ops=2), mutated(sealed["jws"], der=False), mutated(sealed["cms"]), st.binary(max_size=300)), st.booleans())
+    def verify(data: bytes, page: bool) -> None:
+        if page:  # the public page: its own address per example (30 uploads a minute per address)
+            r = client.post("/verify", files={"file": ("x.bin", data, "application/octet-stream")}, headers={"x-forwarded-for": f"198.18.{next(counter) % 250}.{next(counter) % 250}"})
+            assert r.status_code < 500, (r.status_code, r.text[:300])
+            assert r.headers["content-type"].startswith("text/html")
+            record("http POST /verify (page)", str(r.status_code))
+        else:
+            r = client.post("/api/v1/verifications", content=data, headers={"authorization": f"Bearer {verify_token}", "content-type": "application/octet-stream"})
+            _problem_or_ok("http POST /api/v1/verifications", r)
+
+    seal()
+    records()
+    verify()
+
+
+def test_tsa_over_http_answers_tsp(client: httpx.Client) -> None:
+    from signing import rfc3161
+
+    seed = rfc3161.build_query(hashlib.sha256(b"licence").digest(), nonce=0x1234_5678_9ABC, cert_req=True)  # no policy: ours is implied
+
+    @settings(max_examples=n(80), **SLOW)
+    @given(hostile_bytes(seed))
+    def check(data: bytes) -> None:
+        r = client.post("/tsa", content=data, headers={"content-type": "application/timestamp-query"})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/timestamp-reply", (r.status_code, r.text[:200])
+        status, _failures = rfc3161.status_of(r.content)
+        assert status in ("granted", "rejection"), status
+        record("http POST /tsa", status)
+
+    check()

@@ -25,6 +25,7 @@ third of its life remains; responses never outlive the certificate that signs th
 from __future__ import annotations
 
 import email.utils
+import functools
 import hashlib
 import logging
 import threading
@@ -531,6 +532,7 @@ class Cached:
     stale_at: float  # after this, look in the database for a newer copy
 
 
+@functools.lru_cache(maxsize=4096)  # responses signed in the same second share their dates
 def _http_date(iso: str) -> bytes:
     return email.utils.formatdate(_parse(iso).timestamp(), usegmt=True).encode()
 
@@ -602,6 +604,41 @@ def poll_changes(rt: Runtime) -> int:
         st.forget(issuer, int(serial_hex, 16))
         st.last_seq = max(st.last_seq, seq)
     return len(rows)
+
+
+WARM_ENTRIES = 200_000  # responses a worker loads at start-up (≈ 1 KiB each in memory)
+
+
+def warm_cache(rt: Runtime, *, limit: int = WARM_ENTRIES, batch: int = 5_000) -> int:
+    """Load fresh pre-signed responses into this process's cache, so a worker answers known
+    serials without a database read from its first request on (bench/bench_ocsp.py: random
+    serials). Runs in the publisher thread; a change seen meanwhile (``generation``) makes
+    :meth:`ResponderState.put` skip the copy read before it. Returns how many were loaded."""
+    st = state(rt)
+    loaded = 0
+    with rt.db.read() as db:
+        responders = dict(db.execute(select(OcspResponder.issuer, OcspResponder.serial)).all())
+        # Fresh = within the first half of the validity, as _fresh() and cached() decide.
+        since = _iso(clock.now() - _validity(rt) * 0.5)
+        generation = st.generation
+        stmt = (
+            select(OcspResponse.issuer, OcspResponse.serial, OcspResponse.responder, OcspResponse.this_update, OcspResponse.next_update, OcspResponse.der)
+            .where(OcspResponse.this_update > since)
+            .limit(limit)
+            .execution_options(yield_per=batch)
+        )
+        now = time.time()
+        for issuer, serial_hex, responder, this_update, next_update, der in db.execute(stmt):
+            if issuer not in st.issuers or responders.get(issuer) != responder or not der:
+                continue
+            entry = cached_entry(der, this_update, next_update)
+            if entry.stale_at <= now:
+                continue
+            if len(st.cache) >= st.max_entries:
+                break
+            st.put((issuer, int(serial_hex, 16), "sha1"), entry, generation)
+            loaded += 1
+    return loaded
 
 
 def reload_issuers(rt: Runtime) -> None:

@@ -41,3 +41,24 @@ def test_presign_missing_reports_what_it_signed(rt, subjects) -> None:  # type: 
         for c in issued:
             assert db.get(OcspResponse, (c.issuer, c.serial)) is not None
     assert ocsp.presign_missing(rt, since=since)[0] == 0
+
+
+def test_warm_cache_loads_fresh_responses_and_skips_stale_ones(rt, subjects) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    with rt.db.transaction() as db:
+        fresh, stale = (service.issue_certificate(rt, db, ACTOR, profile="citizen", csr=make_csr(), subject_id=subjects.person_id) for _ in range(2))
+    with rt.db.read() as db:
+        since = service.get_certificate(db, fresh.serial).created_at
+    ocsp.presign_missing(rt, since=since)
+    with rt.db.transaction() as db:  # past half its validity: must not be served from a warm cache
+        db.execute(update(OcspResponse).where(OcspResponse.serial == stale.serial).values(this_update=ocsp.EPOCH))
+    st = ocsp.state(rt)
+    keys = {c.serial: (c.issuer, int(c.serial, 16), "sha1") for c in (fresh, stale)}
+    for key in keys.values():
+        st.cache.pop(key, None)
+    assert ocsp.warm_cache(rt) >= 1
+    with rt.db.read() as db:
+        stored = db.get(OcspResponse, (fresh.issuer, fresh.serial)).der
+    assert st.cache[keys[fresh.serial]].der == stored
+    assert keys[stale.serial] not in st.cache

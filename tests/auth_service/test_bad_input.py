@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-import secrets
 import statistics
 import time
 from urllib.parse import urlencode

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
-import re
 import shutil
 import socket
 import ssl

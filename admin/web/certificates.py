@@ -32,6 +32,10 @@ def _rt(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
+# Attribute types RFC 4514 has no short name for, written as profiles use them (not as OIDs).
+_NAMES = {x509.NameOID.SERIAL_NUMBER: "serialNumber", x509.NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier"}
+
+
 def _key_description(key: Any) -> str:
     if isinstance(key, ec.EllipticCurvePublicKey):
         return f"EC {key.curve.name} ({key.key_size} bits)"
@@ -43,8 +47,8 @@ def _key_description(key: Any) -> str:
 def decode(cert: x509.Certificate) -> dict[str, Any]:
     """The fields an operator checks, as text (a pure function of the certificate)."""
     out: dict[str, Any] = {
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
+        "subject": cert.subject.rfc4514_string(_NAMES),
+        "issuer": cert.issuer.rfc4514_string(_NAMES),
         "serial": format(cert.serial_number, "x"),
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),

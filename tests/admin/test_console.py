@@ -34,3 +34,27 @@ def test_daily_chart_geometry() -> None:
     assert all(b.x >= chart.plot_left and b.x + b.width <= 300 for b in chart.bars)
     empty = daily_chart(days, {"issued": {}, "revoked": {}})
     assert all(b.height == 0 for b in empty.bars) and empty.maximum == 4
+
+
+def test_certificate_decoding_names_the_attributes() -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from admin.web.certificates import decode
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"), x509.NameAttribute(NameOID.COMMON_NAME, "张三"), x509.NameAttribute(NameOID.SERIAL_NUMBER, "abc")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(0x1234)
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    d = decode(cert)
+    assert d["subject"] == "serialNumber=abc,CN=张三,C=CN" and d["serial"] == "1234" and d["key"].startswith("EC secp256r1")
+    assert d["extensions"] == [{"name": "keyUsage", "critical": True, "value": "digital_signature, content_commitment"}]

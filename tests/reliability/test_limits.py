@@ -97,7 +97,7 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes, bool
         body += chunk
     closed = False
     try:
-        sock.settimeout(3)
+        sock.settimeout(1)
         closed = sock.recv(1) == b""
     except (TimeoutError, ConnectionResetError):
         closed = False
@@ -506,7 +506,7 @@ def test_public_routes_of_these_kinds_consult_a_rate_limit(rt, client: httpx.Cli
 
 
 def test_slow_headers_and_silent_connections_are_closed(rt, live) -> None:  # type: ignore[no-untyped-def]
-    """The real app behind uvicorn with ``eauth serve``'s protocol (deadline shortened to 1.5 s):
+    """The real app behind uvicorn with ``eauth serve``'s protocol (deadline shortened to 1 s):
     a connection that sends nothing, or trickles its headers, is closed; honest keep-alive requests,
     and a body that takes longer than the header deadline, are not affected. (``live`` owns the
     platform's per-process threads — this second app's start-up finds them running — and stops them
@@ -522,7 +522,7 @@ def test_slow_headers_and_silent_connections_are_closed(rt, live) -> None:  # ty
     assert HEADER_TIMEOUT == 10.0
 
     class Quick(HeaderDeadlineProtocol):
-        header_timeout = 1.5
+        header_timeout = 1.0
 
     port = free_port()
     config = uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_level="warning", lifespan="off", http=Quick, timeout_keep_alive=5)
@@ -558,10 +558,10 @@ def test_slow_headers_and_silent_connections_are_closed(rt, live) -> None:  # ty
 
     try:
         with raw(url) as silent:
-            assert 1.3 <= closed_after(silent) < 4
+            assert 0.9 <= closed_after(silent) < 3
         with raw(url) as slow:
-            assert 1.3 <= closed_after(slow, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100) < 4
-        # Keep-alive: three requests on one connection, 1 s apart (under the deadline each time).
+            assert 0.9 <= closed_after(slow, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100) < 3
+        # Keep-alive: three requests on one connection, 0.7 s apart (under the deadline each time).
         with raw(url) as sock:
             for _ in range(3):
                 sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -574,14 +574,14 @@ def test_slow_headers_and_silent_connections_are_closed(rt, live) -> None:  # ty
                 while len(body) < length:
                     body += sock.recv(65536)
                 assert head.startswith(b"HTTP/1.1 200"), head
-                time.sleep(1.0)
-        # A body that takes 3 s (past the header deadline, within the body allowance) is answered.
+                time.sleep(0.7)
+        # A body that takes 2 s (past the header deadline, within the body allowance) is answered.
         with raw(url) as sock:
             payload = json.dumps({"x": "a" * 3000}).encode()
             sock.sendall(b"POST /oidc/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n" + f"Content-Length: {len(payload)}\r\n\r\n".encode())
             for i in range(0, len(payload), 1000):
                 sock.sendall(payload[i : i + 1000])
-                time.sleep(1.0)
+                time.sleep(0.5)
             status, _headers, _body, _closed = read_response(sock)
             assert status == 400  # an OAuth error for the nonsense form: it got through to the app
     finally:

@@ -52,6 +52,24 @@ def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds else 0.0
 
 
+def tree_cpu(proc) -> float:  # type: ignore[no-untyped-def]
+    """CPU seconds (user + system) of a server process and its workers so far."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(proc.pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                continue
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
 def setup(bh) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
     """(seal id, client id, client secret)."""
     from identity.numbers import uscc_check_char
@@ -226,26 +244,35 @@ def main() -> None:
         pdf_file = work / "licence.pdf"
         pdf_file.write_bytes(pdf)
         _, ref_pdf = reference_sealing(rt, seal_id, pdf, 2)
-        summary: list[tuple[str, float, float, str, str, str]] = []
+        summary: list[tuple[str, float, float, str, str, str, str]] = []
+        idle_rate = [0.0]
 
-        def compare(label: str, unit: str, ref_label: str, reference, api) -> None:  # type: ignore[no-untyped-def]
+        def compare(label: str, unit: str, ref_label: str, reference, api, ops: tuple[int, int], server) -> None:  # type: ignore[no-untyped-def]
             """Alternate reference and API runs (the machine is shared: load moves between
-            minutes, so each ratio compares two runs taken seconds apart); report medians."""
-            refs, apis, ratios, notes = [], [], [], ""
+            minutes, so each ratio compares two runs taken seconds apart); report medians. Also the
+            CPU time per operation — of this process for the reference, of the server's processes
+            for the API — which the other load on the machine does not inflate."""
+            refs, apis, ratios, notes, ref_cpu, api_cpu = [], [], [], "", [], []
             for _ in range(rounds):
+                c0 = time.process_time()
                 r = reference()
+                ref_cpu.append((time.process_time() - c0) / ops[0] * 1000)
+                c0, t0 = tree_cpu(server), time.perf_counter()
                 a, notes = api()
+                busy = tree_cpu(server) - c0 - idle_rate[0] * (time.perf_counter() - t0)  # net of the server's background threads
+                api_cpu.append(max(busy, 0.0) / ops[1] * 1000)
                 refs.append(r)
                 apis.append(a)
                 ratios.append(a / r if r else 0.0)
             ref_m, api_m, ratio_m = statistics.median(refs), statistics.median(apis), statistics.median(ratios)
-            line = f"{label:<44} {api_m:>11,.1f} {unit}   = {ratio_m:.2f}× {ref_label} ({ref_m:,.1f} {unit})   [median of {rounds}; ratios {', '.join(f'{x:.2f}' for x in ratios)}; {notes}]"
+            cpu = f"CPU {statistics.median(api_cpu):.2f} ms/op server vs {statistics.median(ref_cpu):.2f} ms/op in-process"
+            line = f"{label:<44} {api_m:>11,.1f} {unit}   = {ratio_m:.2f}× {ref_label} ({ref_m:,.1f} {unit})   [median of {rounds}; ratios {', '.join(f'{x:.2f}' for x in ratios)}; {notes}; {cpu}]"
             print(line, flush=True)
-            summary.append((label, api_m, ref_m, unit, ref_label, f"{ratio_m:.2f}"))
+            summary.append((label, api_m, ref_m, unit, ref_label, f"{ratio_m:.2f}", cpu))
 
         for workers, concurrency in ((1, 2), (2, 4)):
             heading(f"eauth serve --workers {workers}, {concurrency} requests in flight (ab, keep-alive)")
-            with serve(bh, workers=workers):
+            with serve(bh, workers=workers) as server:
                 token = access_token(bh.url, client_id, secret, f"seal:{seal_id} verify")
                 auth = f"Authorization: Bearer {token}"
                 bearer = {"Authorization": f"Bearer {token}"}
@@ -264,6 +291,11 @@ def main() -> None:
                 ab(seal_url, n=warm, c=concurrency, post_file=pdf_file, content_type="application/pdf", headers=[auth], keep_alive=True)
                 ab(verify_url, n=warm, c=concurrency, post_file=sealed_file, content_type="application/pdf", headers=[auth], keep_alive=True)
                 ab(tsa_url, n=500, c=8, post_file=tsq, content_type="application/timestamp-query", keep_alive=True)
+                # the server's own background work (CRL/OCSP publisher, revocation polls) while idle
+                c0, t0 = tree_cpu(server), time.perf_counter()
+                time.sleep(5)
+                idle_rate[0] = (tree_cpu(server) - c0) / (time.perf_counter() - t0)
+                print(f"server CPU while idle: {idle_rate[0] * 1000:.1f} ms/s (subtracted from the API CPU figures)", flush=True)
 
                 def api_ab(url: str, n: int, c: int, body: Path, ctype: str, headers: list[str]):  # type: ignore[no-untyped-def]
                     def run() -> tuple[float, str]:
@@ -274,9 +306,9 @@ def main() -> None:
                     return run
 
                 compare(f"API sealing B-T (w={workers}, c={concurrency})", "PDFs/s", "pyHanko in-process",
-                        lambda: reference_sealing(rt, seal_id, pdf, n_seal)[0], api_ab(seal_url, n_seal, concurrency, pdf_file, "application/pdf", [auth]))
+                        lambda: reference_sealing(rt, seal_id, pdf, n_seal)[0], api_ab(seal_url, n_seal, concurrency, pdf_file, "application/pdf", [auth]), (n_seal + 3, n_seal), server)
                 compare(f"API verification (w={workers}, c={concurrency})", "PDFs/s", "pyHanko validation",
-                        lambda: reference_validation(rt, ref_pdf, n_verify), api_ab(verify_url, n_verify, concurrency, sealed_file, "application/pdf", [auth]))
+                        lambda: reference_validation(rt, ref_pdf, n_verify), api_ab(verify_url, n_verify, concurrency, sealed_file, "application/pdf", [auth]), (n_verify + 3, n_verify), server)
 
                 body = json.dumps({"records": [{"licence_no": f"JY146010000{i:05d}", "holder": "海口市示范科技有限公司"} for i in range(200)]}).encode()
 
@@ -286,9 +318,10 @@ def main() -> None:
                     assert statuses == {200: batches}, statuses
                     return _rate(n * 200, seconds), "200 records per request"
 
-                compare(f"API JWS records (w={workers}, c={concurrency})", "records/s", "seal_records in-process", lambda: inprocess_jws(rt, seal_id, n_jws, 200), api_jws)
+                jws_api_ops = max(concurrency, n_jws // 200) * 200
+                compare(f"API JWS records (w={workers}, c={concurrency})", "records/s", "seal_records in-process", lambda: inprocess_jws(rt, seal_id, n_jws, 200), api_jws, (n_jws + 10, jws_api_ops), server)
                 compare(f"TSA over HTTP (w={workers}, c=8)", "tokens/s", "respond() in-process",
-                        lambda: inprocess_tsa(rt, query, n_tsa), api_ab(tsa_url, n_tsa, 8, tsq, "application/timestamp-query", []))
+                        lambda: inprocess_tsa(rt, query, n_tsa), api_ab(tsa_url, n_tsa, 8, tsq, "application/timestamp-query", []), (n_tsa, n_tsa), server)
 
         # openssl ts -reply on the same query, one process per token
         heading("peer: openssl ts -reply")
@@ -303,8 +336,8 @@ def main() -> None:
         report("TSA over HTTP (best) vs openssl ts -reply", best_tsa, "tokens/s", reference=openssl_rate, ref_label="openssl ts -reply")
 
         heading("summary (medians)")
-        for label, api_m, ref_m, unit, ref_label, ratio in summary:
-            print(f"| {label} | {api_m:,.1f} {unit} | {ref_m:,.1f} ({ref_label}) | {ratio}× |", flush=True)
+        for label, api_m, ref_m, unit, ref_label, ratio, cpu in summary:
+            print(f"| {label} | {api_m:,.1f} {unit} | {ref_m:,.1f} ({ref_label}) | {ratio}× | {cpu} |", flush=True)
 
 
 if __name__ == "__main__":

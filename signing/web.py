@@ -91,7 +91,8 @@ async def respond_tsa(rt: Runtime, body: bytes | None) -> bytes:
 
 
 class TsaFastPath:
-    """ASGI layer answering ``POST /tsa`` before routing (about 3× less overhead per token)."""
+    """ASGI layer answering ``POST /tsa`` before routing and the framework's per-request middleware
+    (metrics, request ids, security headers: none of them applies to a binary protocol reply)."""
 
     def __init__(self, app: ASGIApp, *, rt: Runtime) -> None:
         self.app = app

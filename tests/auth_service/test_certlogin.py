@@ -320,3 +320,31 @@ def test_foreign_certificate(front) -> None:  # type: ignore[no-untyped-def]
     # optional_no_ca: it reaches the app, whose own chain check refuses it
     *_rest, done = _cert_login(front, front.url_no_ca, front.tls(cert, key), client, secret)
     assert done.status_code == 401 and "not issued by this platform" in done.text
+
+
+def test_certificate_as_second_step_for_acr2(front) -> None:  # type: ignore[no-untyped-def]
+    """An RP asks for acr 2: password first, then the certificate as the second step (amr pwd+swk+mfa).
+    A certificate of another person is refused at that step."""
+    holder = _issue(front, "双因素")
+    stranger = _issue(front, "他人")
+    client, secret = _client(front)
+    meta = httpx.get(front.url + "/.well-known/openid-configuration", verify=front.tls()).json()
+    sess = rp.session(meta, client.client_id, secret)
+    for cert_of, expect in ((stranger, 401), (holder, 303)):
+        url, _state, nonce, verifier = rp.authorization_url(meta, sess, acr_values="2")
+        agent = Agent(front.url, verify=front.tls(cert_of.cert, cert_of.key))
+        page = agent.login(agent.get(url), holder.citizen.id_number, holder.citizen.password)
+        assert "/sso/login/otp" in str(page.request.url), page.text[:300]
+        done = agent.submit("/sso/login/cert", response=page)
+        assert done.status_code == expect, done.text[:500]
+        if expect == 401:
+            assert "certificate of another person" in done.text
+        agent.close()
+    token = sess.fetch_token(meta["token_endpoint"], authorization_response=done.headers["location"], code_verifier=verifier, verify=str(front.server_ca))
+    import requests
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    keys = KeySet.import_key_set(requests.get(front.url + "/oidc/jwks", verify=str(front.server_ca), timeout=10).json())
+    claims = jwt.decode(token["id_token"], keys, algorithms=["RS256"]).claims
+    assert claims["sub"] == holder.citizen.id and claims["acr"] == "2" and set(claims["amr"]) == {"pwd", "swk", "mfa"} and claims["nonce"] == nonce

@@ -82,3 +82,34 @@ def test_account_page_password_change_and_sessions(meta, agent, new_agent, citiz
     assert bad.status_code == 404
     with rt.db.read() as db:
         assert search(db, action="sso.password.set", target=f"person:{citizen.id}")
+
+
+def _signed_in(meta, agent, citizen, make_client, rt):  # type: ignore[no-untyped-def]
+    client, secret = make_client(first_party=True)
+    sess = rp.session(meta, client.client_id, secret)
+    url, _s, nonce, verifier = rp.authorization_url(meta, sess)
+    done = agent.login(agent.get(url), citizen.id_number, citizen.password)
+    token = sess.fetch_token(meta["token_endpoint"], authorization_response=done.headers["location"], code_verifier=verifier)
+    return client, sess, token, rp.verify_id_token(meta, token["id_token"], client_id=client.client_id, nonce=nonce)["sid"]
+
+
+def test_idle_and_absolute_timeouts_end_the_session(meta, new_agent, citizen, make_client, rt) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from auth_service.models import BrowserSession
+
+    for column, reason in (("last_seen_at", "idle_timeout"), ("expires_at", "absolute_timeout")):
+        agent = new_agent()
+        client, sess, token, sid = _signed_in(meta, agent, citizen, make_client, rt)
+        with rt.db.transaction() as db:
+            db.execute(update(BrowserSession).where(BrowserSession.id == sid).values(**{column: "2000-01-01T00:00:00+00:00"}))
+        url, state, _n, _v = rp.authorization_url(meta, sess, prompt="none")
+        q = rp.query(agent.follow(agent.get(url)).headers["location"])
+        assert q["error"] == "login_required" and q["state"] == state
+        # the session is ended for good: its tokens are revoked, and it is audited with the reason
+        assert sess.get(meta["userinfo_endpoint"]).status_code == 401
+        with rt.db.read() as db:
+            row = db.get(BrowserSession, sid)
+            ended = [e for e in search(db, action="sso.session.end", target=f"person:{citizen.id}") if e.details["sid"] == sid]
+        assert row.ended_at and row.end_reason == reason
+        assert ended and ended[0].details["reason"] == reason and ended[0].actor.startswith("system")

@@ -46,7 +46,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
     for target in sorted(merged):
         outcomes = merged[target]
         count = sum(outcomes.values())
-        total += count
+        if not target.startswith("("):  # "(…)" lines are bookkeeping (operations skipped…), not cases
+            total += count
         top = ", ".join(f"{k} {v}" for k, v in outcomes.most_common(4))
         terminalreporter.write_line(f"{target:<44} {count:>6}  ({top}{', …' if len(outcomes) > 4 else ''})")
     terminalreporter.write_line(f"{'total':<44} {total:>6}")

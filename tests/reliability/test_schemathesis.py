@@ -119,7 +119,7 @@ def test_every_operation_no_server_error_and_problem_documents(live, schema, ope
             try:
                 strategy = op.as_strategy(generation_mode=mode)
             except Exception as exc:  # noqa: BLE001 - an operation schema can forbid negative data
-                record("schemathesis (no strategy)", f"{method} {path} {mode.value}: {type(exc).__name__}")
+                record("(schemathesis: no strategy)", f"{method} {path} {mode.value}: {type(exc).__name__}")
                 continue
             for who, headers in identities:
 
@@ -136,7 +136,7 @@ def test_every_operation_no_server_error_and_problem_documents(live, schema, ope
                     try:
                         response = case.call(base_url=live.url, session=session, timeout=60, allow_redirects=False)
                     except Exception as exc:  # noqa: BLE001 - the server dropped the connection, or the client refused to send
-                        record("schemathesis (not sent)", type(exc).__name__)
+                        record("(schemathesis: not sent)", type(exc).__name__)
                         if isinstance(exc, requests.ConnectionError):
                             failures.append(f"{method} {path} [{who}, {mode.value}]: {type(exc).__name__}: {str(exc)[:200]}")
                         return
@@ -149,13 +149,12 @@ def test_every_operation_no_server_error_and_problem_documents(live, schema, ope
                     except Exception as exc:  # noqa: BLE001 - schemathesis' failures are not all AssertionErrors
                         failures.append(f"{method} {path} [{who}, {mode.value}]: {response.status_code} {str(exc)[:300]}\n    {case.as_curl_command(base_url=live.url)[:600]}")
                         outcome = f"FAILED {response.status_code}"
-                    record(f"schemathesis {who}", f"{response.status_code}")
-                    record("schemathesis codes", outcome)
+                    record(f"schemathesis {who}", outcome if outcome.startswith(("FAILED", str(response.status_code))) else f"{response.status_code} {outcome}")
 
                 try:
                     run()
                 except Unsatisfiable:
-                    record("schemathesis (no data)", f"{method} {path} {mode.value}")
+                    record("(schemathesis: no negative data)", f"{method} {path}")
                 except Exception as exc:  # noqa: BLE001 - e.g. a transport error: the server dropped us
                     failures.append(f"{method} {path} [{who}, {mode.value}]: {type(exc).__name__}: {str(exc)[:300]}")
         print(f"  {method} {path}: {time.monotonic() - started:.1f} s", flush=True)

@@ -32,7 +32,7 @@ from tests.reliability.actors import register_person
 from tests.reliability.invariants import audit_violations, certificate_violations
 
 TARGET_OPERATIONS = 1000
-TIME_LIMIT = 600.0
+TIME_LIMIT = 1200.0
 
 
 def _worker_env(rt) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -91,7 +91,7 @@ class Run:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_sigkill_during_issuance_revocation_and_sealing_loses_nothing(backend: str, token_pool: TokenPool, tmp_path: Path) -> None:
     from ca import crl, ocsp
     from ca.models import Certificate
@@ -119,7 +119,7 @@ def test_sigkill_during_issuance_revocation_and_sealing_loses_nothing(backend: s
             if not run.ready.wait(timeout=120):
                 run.kill()
                 pytest.fail(f"worker did not start: {run.stderr[-2000:]}")
-            time.sleep(rng.uniform(0.3, 4.0))  # a random point in whatever it is doing
+            time.sleep(rng.uniform(1.0, 8.0))  # a random point in whatever it is doing
             if run.proc.poll() is not None:  # it died on its own: that is a bug, not a crash test
                 run.kill()
                 pytest.fail(f"worker exited by itself ({run.proc.returncode}): {run.stderr[-3000:]}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from admin import schemas, service
@@ -243,7 +243,7 @@ def audit_search(
     target: Annotated[str, Query(max_length=300)] = "",
     since: Annotated[str, Query(max_length=32)] = "",
     until: Annotated[str, Query(max_length=32)] = "",
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     """Newest first; the next page is ``before=<next_before>``."""
@@ -256,7 +256,7 @@ def audit_search(
 
 
 @router.get("/audit/{seq}", tags=["audit"])
-def audit_entry(seq: int, rt: RuntimeDep, principal: Auditor) -> dict[str, Any]:
+def audit_entry(seq: Annotated[int, Path(ge=1, le=2**62)], rt: RuntimeDep, principal: Auditor) -> dict[str, Any]:
     with rt.db.read() as db:
         found = audit.search(db, before_seq=seq + 1, limit=1)
     if not found or found[0].seq != seq:

@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
 from admin.sessions import ConsoleUser
@@ -110,7 +110,7 @@ def audit_verify(request: Request, user: Auditor) -> Response:
 
 
 @router.get("/audit/{seq}", response_class=HTMLResponse, name="admin_audit_entry")
-def audit_entry(request: Request, user: Auditor, seq: int) -> Response:
+def audit_entry(request: Request, user: Auditor, seq: Annotated[int, Path(ge=1, le=2**62)]) -> Response:
     rt: Runtime = request.app.state.runtime
     with rt.db.read() as db:
         found = audit.search(db, before_seq=seq + 1, limit=1)

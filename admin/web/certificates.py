@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from admin import bulk
@@ -149,7 +149,7 @@ def certificate_download(request: Request, user: Reader, serial: str, format: st
 
 
 @router.get("/expiring", response_class=HTMLResponse, name="admin_expiring")
-def expiring(request: Request, user: Reader, days: int = 30) -> Response:
+def expiring(request: Request, user: Reader, days: Annotated[int, Query(ge=0, le=3650)] = 30) -> Response:
     from ca import service as ca_service
 
     rt = _rt(request)

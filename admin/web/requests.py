@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from admin import service
@@ -42,7 +42,7 @@ def _rt(request: Request) -> Runtime:
 
 
 @router.get("/requests", response_class=HTMLResponse, name="admin_requests")
-def requests_list(request: Request, user: Reader, state: str = "", type: str = "", awaiting: str = "", mine: str = "", offset: int = 0) -> Response:
+def requests_list(request: Request, user: Reader, state: str = "", type: str = "", awaiting: str = "", mine: str = "", offset: Annotated[int, Query(ge=0, le=10**6)] = 0) -> Response:
     rt = _rt(request)
     with rt.db.read() as db:
         page = service.list_requests(

@@ -445,20 +445,7 @@ def verify_cms(data: bytes, setup: TrustSetup, *, detached: bytes | None = None,
             )
         )
     except Exception as exc:  # noqa: BLE001 - unreadable or unsupported signature: a failed report
-        sig = SignatureReport(
-            id="cms",
-            format="CAdES",
-            indication=Indication.TOTAL_FAILED,
-            sub_indication=SubIndication.FORMAT_FAILURE,
-            signer=Signer(name="?"),
-            signing_time=None,
-            signing_time_source="none",
-            level=None,
-            chain=(),
-            revocation=Revocation("not_checked", "none"),
-            coverage=None,
-            reasons=(f"signature_unreadable:{type(exc).__name__}",),
-        )
+        sig = SignatureReport.unreadable("cms", "CAdES", exc)
         return _document_report("cms", data, (sig,), setup, name=name, registered=registered)
     cert = status.signing_cert
     tsv = status.timestamp_validity

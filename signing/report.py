@@ -133,6 +133,24 @@ class SignatureReport:
     reasons: tuple[str, ...] = ()  # machine codes explaining the indication
     warnings: tuple[str, ...] = ()
 
+    @classmethod
+    def unreadable(cls, id: str, format: str, exc: BaseException) -> SignatureReport:
+        """A signature the validator could not even read: TOTAL-FAILED / FORMAT_FAILURE, never a 500."""
+        return cls(
+            id=id,
+            format=format,
+            indication=Indication.TOTAL_FAILED,
+            sub_indication=SubIndication.FORMAT_FAILURE,
+            signer=Signer(name="?"),
+            signing_time=None,
+            signing_time_source="none",
+            level=None,
+            chain=(),
+            revocation=Revocation("not_checked", "none"),
+            coverage=None,
+            reasons=(f"signature_unreadable:{type(exc).__name__}",),
+        )
+
 
 @dataclass(frozen=True)
 class DocumentInfo:

@@ -489,20 +489,7 @@ async def _signature_report(emb: Any, setup: TrustSetup, dss: _Dss, signature_fi
             key_usage_settings=KeyUsageConstraints(key_usage={"digital_signature", "non_repudiation"}, match_all_key_usages=False),
         )
     except Exception as exc:  # noqa: BLE001 - an unreadable signature is a failed signature, not a 500
-        return SignatureReport(
-            id=str(emb.field_name),
-            format="PAdES",
-            indication=Indication.TOTAL_FAILED,
-            sub_indication=SubIndication.FORMAT_FAILURE,
-            signer=Signer(name="?"),
-            signing_time=None,
-            signing_time_source="none",
-            level=None,
-            chain=(),
-            revocation=Revocation("not_checked", "none"),
-            coverage=None,
-            reasons=(f"signature_unreadable:{type(exc).__name__}",),
-        )
+        return SignatureReport.unreadable(str(emb.field_name), "PAdES", exc)
     cert = status.signing_cert
     coverage = _coverage(emb, status, signature_fields)
     tsv = status.timestamp_validity

@@ -110,10 +110,19 @@ def peak_rss_mib() -> float:
 # -- ports, processes ---------------------------------------------------------------------------------
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one handed out before in this process (the kernel may return the
+    same ephemeral port to two consecutive probes)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for_port(port: int, *, timeout: float = 60, proc: subprocess.Popen | None = None) -> None:

@@ -195,10 +195,20 @@ def db(rt):  # type: ignore[no-untyped-def]
 # -- live HTTP -------------------------------------------------------------------------------------
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never one this process handed out before: the kernel may
+    give the same ephemeral port to two consecutive probes (a CI run got nginx's two server blocks on
+    one port, so the second block was never reached)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass

@@ -169,7 +169,7 @@ def rt(backend: str, token_pool: TokenPool, tmp_path_factory: pytest.TempPathFac
     home = tmp_path_factory.mktemp(f"home-{backend}")
     # The live server (fixture ``live``) listens on this port, so the URLs baked into certificates
     # (AIA, CDP), the OIDC issuer and QR codes all point at the platform under test.
-    with platform(backend, home, token_pool, public_url=f"http://127.0.0.1:{free_port()}") as runtime:
+    with platform(backend, home, token_pool, public_url=f"http://127.0.0.1:{reserve_port()}") as runtime:
         yield runtime
 
 
@@ -211,6 +211,24 @@ def free_port() -> int:
             return port
 
 
+_RESERVED: dict[int, socket.socket] = {}
+
+
+def reserve_port() -> int:
+    """A port held by a listening socket until :func:`serve_app` starts on it. The shared platform's
+    URL (baked into certificates' AIA/CDP, the OIDC issuer) names its port long before the live
+    server starts; unreserved, another xdist worker could bind it meanwhile, and pdfsig's online OCSP
+    fetch would then reach that worker's platform ("Unknown issue with Certificate")."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    _HANDED_OUT.add(port)
+    _RESERVED[port] = sock
+    return port
+
+
 @dataclass
 class LiveServer:
     url: str
@@ -225,7 +243,8 @@ def serve_app(app: object, port: int | None = None) -> Iterator[LiveServer]:
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    reserved = _RESERVED.pop(port, None)  # uvicorn serves on the held socket (and closes it when done)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [reserved]} if reserved else {}, daemon=True)
     thread.start()
     deadline = time.time() + 20
     while not server.started:

@@ -195,6 +195,17 @@ def db(rt):  # type: ignore[no-untyped-def]
 # -- live HTTP -------------------------------------------------------------------------------------
 
 
+def screenshot_dir() -> Path:
+    """Where browser tests put their screenshots: ``docs/screenshots`` only when asked
+    (``UPDATE_SCREENSHOTS=1``), so an ordinary test run does not rewrite tracked files."""
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        target = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+    else:
+        target = Path(os.environ.get("TMPDIR", "/tmp")) / "eauth-screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 _HANDED_OUT: set[int] = set()
 
 

@@ -10,17 +10,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.auth_service.demo_rp import DemoApp
-from tests.conftest import free_port, serve_app
+from tests.conftest import free_port, screenshot_dir, serve_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update", "--no-first-run"]
 
 
@@ -113,8 +110,7 @@ def test_login_page_screenshots(chromium, live, meta, make_client, backend) -> N
         for name in ("login", "password"):
             assert page.locator(f"label[for={name}]").count() == 1
         if backend == "sqlite":
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS / "sso-login.png"), full_page=True)
+            page.screenshot(path=str(screenshot_dir() / "sso-login.png"), full_page=True)
         page.fill("#login", "110101199001011234")
         page.fill("#password", "wrong-password")
         page.click("#submit")
@@ -124,5 +120,5 @@ def test_login_page_screenshots(chromium, live, meta, make_client, backend) -> N
         assert page.locator("html").get_attribute("lang") == "en"
         assert page.inner_text("h1") == "Sign in"
         if backend == "sqlite":
-            page.screenshot(path=str(SHOTS / "sso-login-en.png"), full_page=True)
+            page.screenshot(path=str(screenshot_dir() / "sso-login-en.png"), full_page=True)
         context.close()

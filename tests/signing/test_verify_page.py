@@ -5,17 +5,15 @@ problems shown on the page (never a 500), a rate limit, no inline script or thir
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import httpx
 import pytest
 
 from core.security import Actor
 from signing import pades, service
+from tests.conftest import screenshot_dir
 from tests.signing.conftest import DATA
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update", "--no-first-run"]
 
 
@@ -155,8 +153,7 @@ def _browse(chromium, live, sealed, tmp_path) -> None:  # type: ignore[no-untype
     assert "验证通过" in page.inner_text("#verdict") and page.is_visible("#qr-match")
     colour = page.eval_on_selector("#verdict", "el => getComputedStyle(el).borderTopColor")
     assert colour == "rgb(27, 127, 59)"  # the stylesheet loaded (same origin, CSP-clean)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "verify.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir() / "verify.png"), full_page=True)
 
     # a tampered copy, in English
     page.goto(live.url + "/verify?lang=en")
@@ -167,7 +164,7 @@ def _browse(chromium, live, sealed, tmp_path) -> None:  # type: ignore[no-untype
     page.click("#submit")
     page.wait_for_selector("#verdict")
     assert "verdict-red" in page.get_attribute("#verdict", "class") and "Not valid" in page.inner_text("#verdict")
-    page.screenshot(path=str(SHOTS / "verify-failed-en.png"), full_page=False)
+    page.screenshot(path=str(screenshot_dir() / "verify-failed-en.png"), full_page=False)
     assert not external, external
     assert not [p for p in problems if "Content Security Policy" in p or "failed" in p], problems
     context.close()

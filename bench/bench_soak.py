@@ -53,6 +53,7 @@ PLOT = ROOT / "docs" / "soak.png"
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    t0: float = field(default_factory=time.perf_counter)
     done_at: list[tuple[float, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -60,10 +61,36 @@ class Stats:
         now = time.perf_counter()
         with self.lock:
             if error:
+                error = f"t={now - self.t0:.1f}s {error}"
                 self.errors[kind].append(error)
+                print(f"  ERROR {kind}: {error}", flush=True)  # every error, with its reason, as it happens
             else:
                 self.latencies[kind].append(now - started)
                 self.done_at.append((now, kind))
+
+
+def why(r: httpx.Response) -> str:
+    """The reason a response is not the expected one, in a line: status, problem/OAuth code, and for a
+    verification report its indication, sub-indication and each signature's reasons."""
+    parts = [f"HTTP {r.status_code}"]
+    ctype = r.headers.get("content-type", "")
+    if "json" in ctype:
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            for key in ("code", "error", "detail", "error_description", "indication", "sub_indication"):
+                if body.get(key):
+                    parts.append(f"{key}={body[key]}")
+            for sig in body.get("signatures") or []:
+                parts.append(f"sig[{sig.get('id')}]={sig.get('indication')}/{sig.get('sub_indication')} "
+                             f"reasons={list(sig.get('reasons') or [])} revocation={sig.get('revocation')}")
+    elif "ocsp-response" in ctype:
+        parts.append(f"{len(r.content)} bytes, responseStatus byte {r.content[4:7].hex() if len(r.content) > 6 else r.content.hex()}")
+    else:
+        parts.append(repr(r.content[:120]))
+    return " ".join(parts)
 
 
 class Workload:
@@ -74,7 +101,7 @@ class Workload:
     def _token(self, client: httpx.Client) -> str:
         r = client.post("/oidc/token", data={"grant_type": "client_credentials", "scope": self.f["scope"]}, auth=self.f["system"])  # type: ignore[arg-type]
         if r.status_code != 200:
-            raise RuntimeError(f"token {r.status_code} {r.text[:120]}")
+            raise RuntimeError(f"token {why(r)}")
         return r.json()["access_token"]
 
     def run(self, kind: str, client: httpx.Client, rng: random.Random, bearer: dict[str, str]) -> None:
@@ -82,21 +109,21 @@ class Workload:
         if kind == "ocsp":
             r = client.post("/ocsp", content=rng.choice(f["ocsp_requests"]), headers={"Content-Type": "application/ocsp-request"})  # type: ignore[arg-type]
             if r.status_code != 200 or r.content[:1] != b"\x30" or len(r.content) < 100:
-                raise RuntimeError(f"ocsp {r.status_code}")
+                raise RuntimeError(f"ocsp {why(r)}")
         elif kind == "token":
             self._token(client)
         elif kind == "issue":
             r = client.post("/api/v1/certificates", json={"profile": "citizen", "csr": make_csr(), "subject_id": f["person"]}, headers=bearer)
             if r.status_code != 201:
-                raise RuntimeError(f"issue {r.status_code} {r.text[:120]}")
+                raise RuntimeError(f"issue {why(r)}")
         elif kind == "verify":
             r = client.post("/api/v1/verifications", content=f["sealed_pdf"], headers={**bearer, "Content-Type": "application/pdf"})  # type: ignore[arg-type]
-            if r.status_code != 200 or r.json()["indication"] != "TOTAL-PASSED":
-                raise RuntimeError(f"verify {r.status_code} {r.text[:120]}")
+            if r.status_code != 200 or r.json().get("indication") != "TOTAL-PASSED":
+                raise RuntimeError(f"verify {why(r)}")
         elif kind == "seal":
             r = client.post(f"/api/v1/seals/{f['seal']}/pdf?level=B-T", content=f["pdf"], headers={**bearer, "Content-Type": "application/pdf"})  # type: ignore[arg-type]
             if r.status_code != 200 or not r.content.startswith(b"%PDF"):
-                raise RuntimeError(f"seal {r.status_code} {r.text[:120]}")
+                raise RuntimeError(f"seal {why(r)}")
         elif kind == "login":
             self._login(rng)
 
@@ -115,7 +142,7 @@ class Workload:
             code = parse_qs(urlsplit(location).query)["code"][0]
             r = agent.http.post("/oidc/token", data={"grant_type": "authorization_code", "code": code, "redirect_uri": "http://127.0.0.1:9/cb", "code_verifier": verifier}, auth=f["rp"])  # type: ignore[arg-type]
             if r.status_code != 200 or "id_token" not in r.json():
-                raise RuntimeError(f"code exchange {r.status_code}")
+                raise RuntimeError(f"code exchange {why(r)}")
         finally:
             agent.close()
 
@@ -190,12 +217,12 @@ def main() -> None:
                         work.run(kind, client, rng, bearer)
                         stats.record(kind, started, None)
                     except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
-                        stats.record(kind, started, f"{type(exc).__name__}: {exc}"[:200])
+                        stats.record(kind, started, f"{type(exc).__name__}: {exc}"[:1500])
 
         workers = [p for p in psutil.Process(server.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
         samples: list[dict[str, object]] = []
         threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(CONCURRENCY)]
-        t0 = time.perf_counter()
+        t0 = stats.t0 = time.perf_counter()
         for t in threads:
             t.start()
         while (elapsed := time.perf_counter() - t0) < SECONDS:
@@ -231,7 +258,10 @@ def summarise(stats: Stats, samples: list[dict[str, object]], total: float) -> l
     errors = sum(len(v) for v in stats.errors.values())
     out.append(f"{'all':<10} {all_ops:>8} {all_ops / total:>8.1f} {'':>8} {'':>8} {errors:>7}")
     for kind, errs in stats.errors.items():
-        out.append(f"  first {kind} errors: {errs[:3]}")
+        for err in errs[:20]:
+            out.append(f"  {kind} error: {err}")
+        if len(errs) > 20:
+            out.append(f"  … {len(errs) - 20} more {kind} errors (each printed as it happened)")
     warm = [s for s in samples if float(s["t"]) >= min(120.0, total / 3)]  # type: ignore[arg-type]
     if len(warm) >= 2:
         first, last = warm[0]["rss"], warm[-1]["rss"]  # type: ignore[assignment]

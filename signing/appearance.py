@@ -34,6 +34,7 @@ SEAL_RED = (214, 0, 0, 255)
 IMAGE_SIZE = 600
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_IMAGE_SIDE = 4096
 
 # Characters every seal's appearance may need besides its own names.
 APPEARANCE_LABELS = "签章时间：扫码验证电子印章文档编号" + "Sealed:verify at "
@@ -146,12 +147,14 @@ def check_seal_png(data: bytes) -> bytes:
         with Image.open(io.BytesIO(data)) as img:
             if img.format != "PNG":
                 raise Problem(Kind.UNSUPPORTED_MEDIA_TYPE, "signing.image_not_png", "the seal image must be a PNG")
-            if img.width * img.height > MAX_IMAGE_PIXELS or img.width < 32 or img.height < 32:
+            if img.width > MAX_IMAGE_SIDE or img.height > MAX_IMAGE_SIDE or img.width < 32 or img.height < 32:
                 raise Problem(Kind.VALIDATION, "signing.image_size", "the seal image must be between 32×32 and 4096×4096 pixels")
             img.load()
             out = io.BytesIO()
             img.convert("RGBA").save(out, format="PNG")
             return out.getvalue()
+    except Image.DecompressionBombError as exc:  # a header claiming hundreds of megapixels
+        raise Problem(Kind.VALIDATION, "signing.image_size", "the seal image must be between 32×32 and 4096×4096 pixels") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise Problem(Kind.INVALID_INPUT, "signing.image_unreadable", "the seal image is not a readable PNG") from exc
 

@@ -112,6 +112,7 @@ class _SealMaterial:
     department: str
     bytes_reserved: int
     jws: records.JwsSealer
+    image_png: bytes = b""
 
 
 @dataclass
@@ -360,6 +361,27 @@ def seal_image(db: Session, seal_id: str) -> bytes:
     return row.image_png
 
 
+def replace_seal_image(rt: Runtime, db: Session, actor: Actor, *, seal_id: str, image_png: bytes) -> SealView:
+    """Replace a seal's stamp image (validated and normalised like an uploaded one at creation).
+    Documents sealed from now on show it; each process notices the change at its next sealing."""
+    row = db.get(Seal, seal_id)
+    if row is None:
+        raise Problem(Kind.NOT_FOUND, "signing.seal_not_found", f"no seal {seal_id}")
+    image = appearance.check_seal_png(image_png)
+    previous = hashlib.sha256(row.image_png).hexdigest()
+    row.image_png = image
+    db.flush()
+    rt.audit.record(
+        db,
+        actor=actor,
+        action="signing.seal.image",
+        target=f"seal:{seal_id}",
+        details={"previous_sha256": previous, "sha256": hashlib.sha256(image).hexdigest(), "bytes": len(image)},
+    )
+    _state(rt).seals.pop(seal_id, None)
+    return _seal_view(db, row)
+
+
 def allow_client(rt: Runtime, db: Session, actor: Actor, *, seal_id: str, client_id: str) -> SealView:
     row = db.get(Seal, seal_id)
     if row is None:
@@ -397,7 +419,7 @@ def _usable_seal(db: Session, actor: Actor, seal_id: str) -> Seal:
 def _material(rt: Runtime, db: Session, row: Seal) -> _SealMaterial:
     state = _state(rt)
     cached = state.seals.get(row.id)
-    if cached is not None and cached.serial == row.cert_serial:
+    if cached is not None and cached.serial == row.cert_serial and cached.image_png == row.image_png:  # image replaced by another process
         return cached
     chain = _chain(rt, db)
     cert = asn1_x509.Certificate.load(row.cert_der)
@@ -415,7 +437,7 @@ def _material(rt: Runtime, db: Session, row: Seal) -> _SealMaterial:
     key = signer.key
     alg = jws_algorithm_for(key)  # type: ignore[arg-type]
     jws = records.JwsSealer(key, [row.cert_der, *(c.dump() for c in chain[:-1])], alg=alg, sign_digest=lambda data: sign_jws(key, alg, data))  # type: ignore[arg-type]
-    material = _SealMaterial(row.cert_serial, signer, style, row.department_name, reserved, jws)
+    material = _SealMaterial(row.cert_serial, signer, style, row.department_name, reserved, jws, row.image_png)
     state.seals[row.id] = material
     return material
 
@@ -572,7 +594,9 @@ def trust_setup(rt: Runtime) -> TrustSetup:
     cached = state.trust
     if cached is not None and time.monotonic() - cached[0] < TRUST_TTL and state.revinfo is not None and time.monotonic() - state.revinfo[0] < REVINFO_TTL:
         return cached[1]
-    with rt.db.read() as db:
+    # Verification is a public read path that tolerates replication lag (a revocation reaches it
+    # as it reaches OCSP clients): the read replica serves it when there is one (core.db).
+    with rt.db.replica_read() as db:
         chain = _chain(rt, db)
         crls, _ = _revinfo(rt, db)
         seals = {r.cert_serial: (r.id, r.name, r.department_id) for r in db.execute(select(Seal)).scalars()}
@@ -583,7 +607,7 @@ def trust_setup(rt: Runtime) -> TrustSetup:
             return None
         serial = format(cert.serial_number, "x")
         try:
-            with rt.db.read() as db:
+            with rt.db.replica_read() as db:
                 view = ca_service.get_certificate(db, serial)
         except Problem:
             return None
@@ -610,7 +634,7 @@ def verify_document(rt: Runtime, data: bytes, *, name: str | None = None, detach
         raise Problem(Kind.INVALID_INPUT, "verify.empty", "the document is empty")
     setup = trust_setup(rt)
     digest = hashlib.sha256(data).hexdigest()
-    with rt.db.read() as db:
+    with rt.db.replica_read() as db:
         found = find_registered(db, digest)
     registered = (found.id, found.seal_name, found.created_at) if found else None
     kind = records.sniff(data)

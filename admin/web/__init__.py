@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from admin.web import administration, api, audit, auth, certificates, console, dashboard, departments, registry, requests
+from admin.web import administration, api, api_seals, audit, auth, certificates, console, dashboard, departments, registry, requests
 from core.errors import Kind, Problem
 from core.runtime import Runtime
 
@@ -26,6 +26,7 @@ def static(name: str, request: Request) -> Response:
 for module in (auth, dashboard, registry, requests, certificates, departments, audit, administration):
     router.include_router(module.router)
 router.include_router(api.router)
+router.include_router(api_seals.router)
 
 
 def setup(rt: Runtime) -> None:

@@ -5,6 +5,7 @@ administrator sees every department."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -23,7 +24,13 @@ DeptAdmin = Annotated[ConsoleUser, Depends(console({Role.DEPARTMENT_ADMIN, Role.
 MAX_IMAGE = 2 * 1024 * 1024
 GRANTS = ("authorization_code", "refresh_token", "client_credentials")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
-FLASH = {"requested": "Seal request submitted: two approvers must approve it.", "updated": "Saved.", "disabled": "Disabled.", "enabled": "Enabled."}
+FLASH = {
+    "requested": "Seal request submitted: two approvers must approve it.",
+    "updated": "Saved.",
+    "disabled": "Disabled.",
+    "enabled": "Enabled.",
+    "image": "Stamp image replaced: documents sealed from now on show it.",
+}
 
 
 def _rt(request: Request) -> Runtime:
@@ -134,7 +141,30 @@ def seal_image(request: Request, user: DeptAdmin, seal_id: str) -> Response:
         seal = signing_service.get_seal(db, seal_id[:32])
         _check_department(user, seal.department_id)
         png = signing_service.seal_image(db, seal.id)
-    return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=60"})
+    # revalidated on every view: the image may have just been replaced
+    etag = '"' + hashlib.sha256(png).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"etag": etag, "cache-control": "private, no-cache"})
+    return Response(png, media_type="image/png", headers={"etag": etag, "cache-control": "private, no-cache"})
+
+
+@router.post("/seals/{seal_id}/image", name="admin_seal_image_replace")
+def seal_image_replace(request: Request, user: DeptAdmin, seal_id: str, image: Annotated[UploadFile, File()]) -> Response:
+    """Replace the stamp image (a PNG, checked and normalised by the signing service); documents
+    sealed from now on show the new one. Audited with both images' hashes."""
+    from signing import service as signing_service
+
+    png = image.file.read(MAX_IMAGE + 1)
+    if len(png) > MAX_IMAGE:
+        raise Problem(Kind.TOO_LARGE, "admin.image_too_large", "the seal image is too large")
+    if not png:
+        raise Problem(Kind.VALIDATION, "admin.image_required", "choose a PNG image to upload")
+    rt = _rt(request)
+    with rt.db.transaction() as db:
+        seal = signing_service.get_seal(db, seal_id[:32])
+        _check_department(user, seal.department_id)
+        signing_service.replace_seal_image(rt, db, user.actor, seal_id=seal.id, image_png=png)
+    return RedirectResponse(f"/admin/seals/{seal.id}?done=image", status_code=303)
 
 
 @router.post("/seals/{seal_id}/clients", name="admin_seal_allow_client")

@@ -70,7 +70,7 @@ def test_problem_texts_name_real_codes() -> None:
     assert len(codes) > 20
     root = ADMIN.parent
     for code in codes:
-        found = subprocess.run(["grep", "-rqF", f'"{code}"', str(root / "admin"), str(root / "core"), str(root / "identity"), str(root / "auth_service")])
+        found = subprocess.run(["grep", "-rqF", f'"{code}"', str(root / "admin"), str(root / "core"), str(root / "identity"), str(root / "auth_service"), str(root / "signing")])
         assert found.returncode == 0, f"no code raises {code}"
     text = i18n.problem_text("zh-CN")
     from core.errors import Kind, Problem

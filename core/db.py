@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from core import metrics
 from core.errors import Kind, Problem
+
+log = logging.getLogger("eauth.db")
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING = {
@@ -39,12 +43,12 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, connect_args: dict[str, Any] | None = None) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=pool_size, max_overflow=20)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, connect_args=connect_args or {})
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -94,13 +98,32 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 class Database:
-    """An engine and its session factory. ``transaction()`` is the unit of work."""
+    """An engine and its session factory. ``transaction()`` is the unit of work.
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    **Read replica.** With ``replica_url`` (``EAUTH_DATABASE_REPLICA_URL``: a PostgreSQL streaming
+    replica of the primary), :meth:`replica_read` sessions go to the replica. Only read paths that
+    tolerate the replication lag use it (document verification, CA certificate and CRL downloads,
+    JWKS, public listings); writes, :meth:`read` and every read-your-writes flow (login sessions,
+    authorization codes, token introspection, the OCSP cache and its change sequence) stay on the
+    primary. A replica that cannot be reached is skipped for ``REPLICA_RETRY`` seconds and its
+    reads go to the primary meanwhile (``eauth_db_replica_fallbacks_total``).
+    """
+
+    REPLICA_RETRY = 5.0  # seconds a failed replica is left alone before it is tried again
+
+    def __init__(self, url: str, *, pool_size: int = 10, replica_url: str | None = None) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = sessionmaker(self.engine.execution_options(eauth_readonly=True), expire_on_commit=False)
+        self.replica_url = replica_url
+        self.replica_engine: Engine | None = None
+        if replica_url:
+            # application_name marks our sessions in the replica's pg_stat_activity; a short connect
+            # timeout so an unreachable replica costs seconds once, not a hung request each time.
+            args = {"application_name": "eauth-replica-read", "connect_timeout": 3} if not replica_url.startswith("sqlite") else None
+            self.replica_engine = make_engine(replica_url, pool_size=pool_size, connect_args=args)
+        self._replica_down_until = 0.0
 
     @property
     def dialect(self) -> str:
@@ -128,6 +151,43 @@ class Database:
         with translate_db_errors(), self.read_sessions() as session:
             yield session
 
+    @contextlib.contextmanager
+    def replica_read(self) -> Iterator[Session]:
+        """A read session on the replica when one is configured and reachable, else on the primary.
+
+        The answer may lag the primary by the replication delay: use it only where that is correct
+        (see the class docstring). A replica failing mid-read is a 503 for that request and is
+        skipped for ``REPLICA_RETRY`` seconds, so the next ones go to the primary.
+        """
+        conn = self._replica_connection()
+        if conn is None:
+            with self.read() as session:
+                yield session
+            return
+        with translate_db_errors(), conn, Session(bind=conn, expire_on_commit=False) as session:
+            try:
+                yield session
+            except OperationalError:
+                self._replica_failed("a read failed on the replica")
+                raise
+
+    def _replica_connection(self) -> Any:
+        if self.replica_engine is None or time.monotonic() < self._replica_down_until:
+            if self.replica_engine is not None:
+                metrics.count_replica_fallback()
+            return None
+        try:
+            return self.replica_engine.connect()
+        except OperationalError as exc:
+            self._replica_failed(str(exc.orig or exc).strip().splitlines()[0][:200])
+            metrics.count_replica_fallback()
+            return None
+
+    def _replica_failed(self, why: str) -> None:
+        if time.monotonic() >= self._replica_down_until:
+            log.warning("read replica unavailable (%s): reads go to the primary for %.0f s", why, self.REPLICA_RETRY)
+        self._replica_down_until = time.monotonic() + self.REPLICA_RETRY
+
     def ping(self) -> None:
         # A read: on SQLite it must not queue for the write lock (a long writer is not an outage).
         with translate_db_errors(), self.engine.execution_options(eauth_readonly=True).connect() as conn:
@@ -135,6 +195,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.replica_engine is not None:
+            self.replica_engine.dispose()
 
 
 @contextlib.contextmanager

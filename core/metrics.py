@@ -72,6 +72,7 @@ HSM_LATENCY = Histogram(
     "eauth_hsm_operation_duration_seconds", "PKCS#11 token call latency, lock wait included", ["operation", "outcome"], buckets=_HSM_BUCKETS
 )
 DB_ERRORS = Counter("eauth_db_errors_total", "Database failures turned into 503 problems", ["code"])
+DB_REPLICA_FALLBACKS = Counter("eauth_db_replica_fallbacks_total", "Replica reads served by the primary because the replica was unreachable")
 PROBLEMS = Counter("eauth_problems_total", "Problem documents returned, by code", ["status", "code"])
 RATE_LIMITED = Counter("eauth_rate_limited_total", "Calls refused by a rate limit", ["area"])
 
@@ -127,6 +128,10 @@ def count_problem(status: int, code: str) -> None:
 
 def count_db_error(code: str) -> None:
     DB_ERRORS.labels(code=code).inc()
+
+
+def count_replica_fallback() -> None:
+    DB_REPLICA_FALLBACKS.inc()
 
 
 def _rss_bytes() -> int:

@@ -25,6 +25,9 @@ class Settings(BaseModel):
 
     home: Path = Path("./var")
     database_url: str | None = None
+    # A streaming replica of the PostgreSQL primary for read paths that tolerate replication lag
+    # (core.db.Database.replica_read); the primary serves them when unset or unreachable.
+    database_replica_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"
     pkcs11_module: str | None = None
     token_label: str = "eauth"
@@ -101,6 +104,15 @@ class Settings(BaseModel):
                 url = "postgresql+psycopg://" + url.split("://", 1)[1]
             return url
         return f"sqlite:///{(self.home / 'eauth.db').resolve()}"
+
+    @property
+    def db_replica_url(self) -> str | None:
+        if not self.database_replica_url:
+            return None
+        url = self.database_replica_url
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
 
     @property
     def softhsm_dir(self) -> Path:

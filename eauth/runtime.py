@@ -43,7 +43,7 @@ def build_runtime(settings: Settings | None = None, *, create: bool = False) -> 
     settings = settings or load_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     token = Token(token_config(settings, create=create))
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, replica_url=settings.db_replica_url)
     return Runtime(
         settings=settings,
         db=db,

@@ -594,7 +594,9 @@ def trust_setup(rt: Runtime) -> TrustSetup:
     cached = state.trust
     if cached is not None and time.monotonic() - cached[0] < TRUST_TTL and state.revinfo is not None and time.monotonic() - state.revinfo[0] < REVINFO_TTL:
         return cached[1]
-    with rt.db.read() as db:
+    # Verification is a public read path that tolerates replication lag (a revocation reaches it
+    # as it reaches OCSP clients): the read replica serves it when there is one (core.db).
+    with rt.db.replica_read() as db:
         chain = _chain(rt, db)
         crls, _ = _revinfo(rt, db)
         seals = {r.cert_serial: (r.id, r.name, r.department_id) for r in db.execute(select(Seal)).scalars()}
@@ -605,7 +607,7 @@ def trust_setup(rt: Runtime) -> TrustSetup:
             return None
         serial = format(cert.serial_number, "x")
         try:
-            with rt.db.read() as db:
+            with rt.db.replica_read() as db:
                 view = ca_service.get_certificate(db, serial)
         except Problem:
             return None
@@ -632,7 +634,7 @@ def verify_document(rt: Runtime, data: bytes, *, name: str | None = None, detach
         raise Problem(Kind.INVALID_INPUT, "verify.empty", "the document is empty")
     setup = trust_setup(rt)
     digest = hashlib.sha256(data).hexdigest()
-    with rt.db.read() as db:
+    with rt.db.replica_read() as db:
         found = find_registered(db, digest)
     registered = (found.id, found.seal_name, found.created_at) if found else None
     kind = records.sniff(data)

@@ -383,7 +383,7 @@ def verify_link(document_id: str, request: Request, rt: RuntimeDep) -> HTMLRespo
         _page_limit(request)
         if not 8 <= len(document_id) <= 32 or not all(c.isalnum() or c in "-_" for c in document_id):
             raise Problem(Kind.NOT_FOUND, "verify.document_not_found", "no document with this verification code was sealed here")
-        with rt.db.read() as db:
+        with rt.db.replica_read() as db:  # public page: the read replica serves it when there is one
             document = service.registered_document(db, document_id)
     except Problem as exc:
         return _page(request, "verify_form.html", status=exc.status, document=None, error=exc)

@@ -65,7 +65,7 @@ def ca_certificate(name: str, rt: RuntimeDep) -> Response:
     """A CA certificate, DER, at the URL issued certificates carry in AIA caIssuers (RFC 5280 §4.2.2.1)."""
     if len(name) > 64:
         raise Problem(Kind.NOT_FOUND, "ca.unknown_ca", "no such certificate authority")
-    with rt.db.read() as db:
+    with rt.db.replica_read() as db:  # public and rarely changing: the read replica serves it
         der = hierarchy.authority_der(db, name)
     return Response(der, media_type=PKIX_CERT, headers={"Cache-Control": "public, max-age=86400", "Content-Disposition": f'attachment; filename="{name}.cer"'})
 
@@ -77,7 +77,7 @@ def ca_certificate_pem(name: str, rt: RuntimeDep) -> Response:
 
     if len(name) > 64:
         raise Problem(Kind.NOT_FOUND, "ca.unknown_ca", "no such certificate authority")
-    with rt.db.read() as db:
+    with rt.db.replica_read() as db:
         der = hierarchy.authority_der(db, name)
     pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
     return Response(pem, media_type=PEM_FILE, headers={"Cache-Control": "public, max-age=86400"})
@@ -85,7 +85,7 @@ def ca_certificate_pem(name: str, rt: RuntimeDep) -> Response:
 
 @router.get("/api/v1/ca", tags=["ca"])
 def list_authorities(rt: RuntimeDep, principal: Reader) -> list[dict]:
-    with rt.db.read() as db:
+    with rt.db.replica_read() as db:
         return [a.__dict__ for a in hierarchy.list_authorities(db)]
 
 
@@ -105,7 +105,7 @@ def issue(body: IssueRequest, rt: RuntimeDep, principal: Writer) -> JSONResponse
 @router.get("/api/v1/certificates", tags=["certificates"])
 def expiring(rt: RuntimeDep, principal: Reader, expiring_days: Annotated[int, Query(ge=0, le=3650)] = 30) -> list[dict]:
     """Expiry report: issued certificates whose validity ends within ``expiring_days``."""
-    with rt.db.read() as db:
+    with rt.db.replica_read() as db:  # a report over days: replication lag does not matter
         return [_out(v) | {"pem": None} for v in service.expiring(db, days=expiring_days)]
 
 

@@ -2,6 +2,7 @@
 
 ``initdb`` and ``pg_ctl`` run as the ``postgres`` OS user in a directory of their own under /tmp,
 listening on a free loopback port with its socket in that directory. Stopped and removed on exit.
+:func:`private_replica` adds a hot standby streaming from such a primary (``pg_basebackup -R``).
 """
 
 from __future__ import annotations
@@ -68,13 +69,57 @@ class PrivatePostgres:
         return self.url(name)
 
 
-@contextlib.contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
+    def query(self, sql: str, database: str = "postgres") -> list[tuple[object, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.url(database), autocommit=True, connect_timeout=5) as conn:
+            return list(conn.execute(sql).fetchall())  # type: ignore[arg-type]
+
+
+def _private_directory() -> Path:
     directory = Path(tempfile.mkdtemp(prefix="eauth-pg-", dir="/tmp"))
     if os.geteuid() == 0:
         pg = pwd.getpwnam("postgres")
         os.chown(directory, pg.pw_uid, pg.pw_gid)
     os.chmod(directory, 0o700)
+    return directory
+
+
+@contextlib.contextmanager
+def private_replica(primary: PrivatePostgres) -> Iterator[PrivatePostgres]:
+    """A hot standby of ``primary``: ``pg_basebackup -R -X stream`` (writes ``standby.signal`` and
+    ``primary_conninfo``), started on its own port; it replays the primary's WAL as it streams in.
+    initdb's trust pg_hba already admits replication connections from 127.0.0.1."""
+    directory = _private_directory()
+    server = PrivatePostgres(directory, free_port())
+    try:
+        server._run(_pg_bin("pg_basebackup"), "-D", str(server.data), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+                    "-R", "-X", "stream", "--no-sync", "-c", "fast")
+        server.start()
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def wait_replayed(primary: PrivatePostgres, replica: PrivatePostgres, timeout: float = 30) -> None:
+    """Until the replica has replayed everything the primary has written so far."""
+    import time
+
+    target = primary.query("SELECT pg_current_wal_lsn()")[0][0]
+    deadline = time.monotonic() + timeout
+    while True:
+        caught_up = replica.query(f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn")[0][0]
+        if caught_up:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the replica has not replayed up to {target} after {timeout} s")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    directory = _private_directory()
     server = PrivatePostgres(directory, free_port())
     try:
         server._run(_pg_bin("initdb"), "-D", str(server.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C")

@@ -31,15 +31,16 @@ from tests.reliability.pgprivate import private_postgres
 
 
 @contextlib.contextmanager
-def platform_on(url: str, home: Path, token_pool: TokenPool) -> Iterator[Any]:
-    """An initialised platform on a database URL of our choosing, served over HTTP."""
+def platform_on(url: str, home: Path, token_pool: TokenPool, **extra: object) -> Iterator[Any]:
+    """An initialised platform on a database URL of our choosing, served over HTTP (``extra``:
+    more settings, e.g. ``database_replica_url``)."""
     from eauth.app import create_app
     from eauth.cli.platform import initialise
     from eauth.runtime import build_runtime
 
     home.mkdir(parents=True, exist_ok=True)
     label = token_pool.take()
-    settings = make_settings(home, url, token_pool, label, public_url=f"http://127.0.0.1:{free_port()}")
+    settings = make_settings(home, url, token_pool, label, public_url=f"http://127.0.0.1:{free_port()}", **extra)
     rt = build_runtime(settings)
     try:
         initialise(rt)

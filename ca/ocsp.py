@@ -553,6 +553,7 @@ class ResponderState:
     last_seq: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     max_entries: int = 2_000_000
+    answered: int = 0  # requests parsed (running total; core.traffic files the daily growth)
 
     def set_issuers(self, issuers: dict[str, IssuerContext]) -> None:
         by_hash = {}
@@ -662,6 +663,7 @@ class Parsed:
 
 def parse_request(st: ResponderState, data: bytes) -> Parsed | bytes:
     """The CertID and nonce of an OCSPRequest, or the DER of the unsuccessful response to send."""
+    st.answered += 1
     try:
         req = x509_ocsp.load_der_ocsp_request(data)
         algorithm = req.hash_algorithm.name

@@ -163,7 +163,7 @@ def setup(rt: Runtime) -> None:
         retired = service.resolve_pending(rt, db, Actor.system("ca"))
     if retired:
         log.warning("retired %d serial(s) left pending by an interrupted issuance", len(retired))
-    lint._validator()
+    lint.warm()
     try:
         with rt.db.read() as db:
             service.issuing_ca(rt, db)

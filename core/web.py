@@ -10,6 +10,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -241,6 +242,45 @@ class SlowBodyGuard:
 def guard_slow_bodies(app: FastAPI, *, initial: float, min_rate: int = 500) -> None:
     """Add :class:`SlowBodyGuard` — call it after every other ``add_middleware`` (outermost)."""
     app.add_middleware(SlowBodyGuard, initial=initial, min_rate=min_rate)
+
+
+# -- answers given by the HTTP protocol itself ------------------------------------------------------
+
+EarlyResult = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyAnswer:
+    """A route the HTTP protocol (``eauth.http_protocol``) may answer itself, before any ASGI layer,
+    once the whole request is in hand: ``answer(method, raw_path, headers, body)`` returns
+    (status, headers, body) — headers with ``content-length`` — or ``None`` to leave the request to
+    the application as usual. It runs on the event loop: no I/O, no waiting, no exceptions expected
+    (one is logged and the application answers instead). Only requests complete in one read get
+    here; a body still arriving goes through the application and its guards (``SlowBodyGuard``).
+    For hot, read-only, cacheable answers (OCSP): every ASGI layer is skipped, so nothing that
+    needs the request id, the security headers or the HTTP metrics belongs here."""
+
+    prefix: bytes  # raw path prefix
+    methods: frozenset[str]
+    max_body: int
+    answer: Callable[[str, bytes, list[tuple[bytes, bytes]], bytes], EarlyResult | None]
+
+
+def add_early_answer(app: FastAPI, early: EarlyAnswer) -> None:
+    app.state.early_answers = (*getattr(app.state, "early_answers", ()), early)
+
+
+def early_answers(app: object) -> tuple[EarlyAnswer, ...]:
+    """The early answers registered on ``app`` or on the app an ASGI wrapper holds (``.app``)."""
+    for _ in range(8):
+        state = getattr(app, "state", None)
+        found = getattr(state, "early_answers", None) if state is not None else None
+        if found is not None:
+            return tuple(found)
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return ()
 
 
 def install(app: FastAPI, *, max_body: int) -> None:

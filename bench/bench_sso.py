@@ -15,7 +15,7 @@ Both are driven by the same asyncio HTTP/1.1 client over keep-alive connections 
 - auth-code flow: ``GET authorize`` with the session cookie (→ 302/303 with the code) then
   ``POST token`` with the PKCE verifier (→ access + ID token): one flow = both, checked;
 - password login (ours only): ``GET /oidc/authorize`` without a session (→ the login page's
-  interaction) then ``POST /sso/login`` with the right password (Argon2id verify, new session,
+  interaction) then ``POST /sso/login`` with the right password (Argon2id verify with the parameters in use, new session,
   audit) → redirect with a code. Reported per core (2 workers on 2 cores) next to the Argon2id
   hashes/s of one core measured here, and Keycloak's sizing budget of 15 logins/s per vCPU.
 
@@ -451,7 +451,9 @@ def main() -> None:
     cores = min(WORKERS, os.cpu_count() or 1)
     report(f"eAuth password logins ({WORKERS} workers)", logins, "logins/s", note=rounds("logins"))
     report("eAuth password logins per core", logins / cores, "logins/s", reference=15.0, ref_label="Keycloak budget", note="target ≥ 30")
-    report("Argon2id verify, one core (m=19 MiB, t=2)", per_core, "hashes/s", note="the ceiling for logins per core")
+    from auth_service import passwords
+
+    report(f"Argon2id verify, one core (m={passwords.MEMORY_KIB // 1024} MiB, t={passwords.TIME_COST})", per_core, "hashes/s", note="the ceiling for logins per core")
     heading("CPU per operation (server processes; ours includes its PostgreSQL backends), median of rounds")
     import statistics
 

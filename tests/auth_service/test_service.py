@@ -26,11 +26,37 @@ def test_set_password_stores_argon2id_and_audits(rt, db) -> None:  # type: ignor
     person = _person(rt, db)
     service.set_password(rt, db, ACTOR, person_id=person.id, password="correct horse battery")
     cred = db.get(Credential, person.id)
-    assert cred.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert cred.password_hash.startswith("$argon2id$v=19$m=7168,t=5,p=1$")  # OWASP m=7 MiB t=5 (passwords.py says why)
     assert "correct horse" not in cred.password_hash
     assert passwords.verify_password(cred.password_hash, "correct horse battery")
     assert not passwords.verify_password(cred.password_hash, "correct horse battery!")
     assert search(db, action="sso.password.set", target=f"person:{person.id}")
+
+
+def test_hash_with_earlier_parameters_verifies_and_is_rehashed_at_login(rt) -> None:  # type: ignore[no-untyped-def]
+    """A hash made with the parameters used before (OWASP m=19 MiB t=2) still lets its owner in, and
+    the successful login replaces it with one made with today's parameters; a failed login does not."""
+    from argon2 import PasswordHasher, Type
+
+    from auth_service import login
+    from tests.auth_service.conftest import new_citizen, test_net_ip
+
+    citizen = new_citizen(rt)
+    earlier = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID).hash(citizen.password)
+    with rt.db.transaction() as db:
+        db.get(Credential, citizen.id).password_hash = earlier
+    assert passwords.needs_rehash(earlier)
+    with pytest.raises(login.LoginFailed):
+        login.check_password(rt, login=citizen.id_number, password=citizen.password + "x", ip=test_net_ip())
+    with rt.db.read() as db:
+        assert db.get(Credential, citizen.id).password_hash == earlier
+    first = login.check_password(rt, login=citizen.id_number, password=citizen.password, ip=test_net_ip())
+    assert first.person_id == citizen.id
+    with rt.db.read() as db:
+        stored = db.get(Credential, citizen.id).password_hash
+    assert stored != earlier and stored.startswith("$argon2id$v=19$m=7168,t=5,p=1$") and not passwords.needs_rehash(stored)
+    assert passwords.verify_password(stored, citizen.password)
+    assert login.check_password(rt, login=citizen.phone, password=citizen.password, ip=test_net_ip()).person_id == citizen.id
 
 
 @pytest.mark.parametrize("bad", ["short", "password123", "12345678", "aaaaaaaaaa", "abcdefghij"])

@@ -14,7 +14,7 @@ import admin.web
 import auth_service.web
 import ca.web
 import signing.web
-from core import logs, metrics
+from core import logs, metrics, traffic
 from core.db import require_migrated
 from core.errors import Problem
 from core.runtime import Runtime
@@ -48,6 +48,7 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
             teardown = getattr(module, "teardown", None)
             if teardown is not None:
                 teardown(rt)
+        traffic.stop(rt)  # writes the last daily traffic counts
         if owns_runtime:
             rt.close()
 
@@ -90,8 +91,18 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
         install_layers = getattr(module, "install", None)  # ASGI layers in front of routing
         if install_layers is not None:
             install_layers(app, rt)
+    _count_traffic(rt)
     guard_slow_bodies(app, initial=rt.settings.request_body_timeout)  # last: outermost, covers the fast paths
     return app
+
+
+def _count_traffic(rt: Runtime) -> None:
+    """Daily OCSP/verification counts for the dashboard, written by one thread per process
+    (``core.traffic``). The OCSP responder keeps its own running total (no lock on its path)."""
+    from ca import ocsp
+
+    traffic.watch(rt, "ocsp", lambda: getattr(rt.extensions.get(ocsp.EXTENSION_KEY), "answered", 0))
+    traffic.start(rt)
 
 
 def _wanted(component: str, only: set[str]) -> bool:

@@ -42,7 +42,7 @@ def dynamic_values() -> set[str]:
     return (
         set(TYPES) | set(STATES) | {r.value for r in Role} | set(profiles.PROFILES) | set(REVOCATION_REASONS)
         | set(service.DOCUMENT_TYPES) | set(ORG_TYPES) | set(STATUSES) | events | {k.title for k in Kind}
-        | {"issued", "revoked", "valid", "invalid", "all", "person", "org", "success", "failure"}
+        | {"issued", "revoked", "valid", "invalid", "all", "person", "org", "success", "failure", "ocsp_responses", "verifications"}
     )
 
 

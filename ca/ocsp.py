@@ -42,7 +42,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ca.models import ISSUED, ON_HOLD, REVOKED, Certificate, CertificateAuthority, OcspResponder, OcspResponse, OcspSequence
-from core import clock
+from core import clock, metrics
 from core.errors import Kind, Problem
 from core.runtime import Runtime
 from core.security import Actor
@@ -554,6 +554,13 @@ class ResponderState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     max_entries: int = 2_000_000
     answered: int = 0  # requests parsed (running total; core.traffic files the daily growth)
+    # unsuccessful responses by responseStatus (RFC 6960 §4.2.1), running totals; with ``answered``
+    # they feed eauth_ocsp_responses_total (core.metrics.watch): no counter call on the OCSP path
+    unsuccessful: dict[str, int] = field(default_factory=lambda: {"malformedRequest": 0, "unauthorized": 0, "tryLater": 0, "internalError": 0})
+
+    def response_totals(self) -> dict[str, int]:
+        failed = self.unsuccessful
+        return {"successful": self.answered - sum(failed.values()), **failed}
 
     def set_issuers(self, issuers: dict[str, IssuerContext]) -> None:
         by_hash = {}
@@ -585,6 +592,7 @@ def state(rt: Runtime) -> ResponderState:
             st.set_issuers(load_issuers(db))
             st.last_seq = db.execute(select(OcspSequence.value).where(OcspSequence.id == 1)).scalar_one_or_none() or 0
         st = rt.extensions.setdefault(EXTENSION_KEY, st)
+        metrics.watch("ocsp", metrics.OCSP_RESPONSES, "status", st.response_totals)
     return st
 
 
@@ -673,12 +681,18 @@ def parse_request(st: ResponderState, data: bytes) -> Parsed | bytes:
             if isinstance(ext.value, x509.OCSPNonce):
                 nonce = ext.value.nonce
     except Exception:  # noqa: BLE001 - any parse failure is the client's malformedRequest, never a 500
+        st.unsuccessful["malformedRequest"] += 1
         return MALFORMED
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE:
+        st.unsuccessful["malformedRequest"] += 1
         return MALFORMED  # RFC 8954 §2.1
     if algorithm not in _HASHES or serial <= 0:
+        st.unsuccessful["malformedRequest" if serial <= 0 else "unauthorized"] += 1
         return MALFORMED if serial <= 0 else UNAUTHORIZED
-    return Parsed(st.by_hash.get((algorithm, name_hash, key_hash)), serial, algorithm, nonce)
+    issuer = st.by_hash.get((algorithm, name_hash, key_hash))
+    if issuer is None:
+        st.unsuccessful["unauthorized"] += 1  # answered UNAUTHORIZED by whoever holds the Parsed
+    return Parsed(issuer, serial, algorithm, nonce)
 
 
 def answer(rt: Runtime, parsed: Parsed) -> tuple[bytes, Cached | None]:
@@ -725,9 +739,11 @@ def answer(rt: Runtime, parsed: Parsed) -> tuple[bytes, Cached | None]:
         return der, entry
     except Problem as exc:
         log.warning("ocsp: %s (%s)", exc.code, exc.detail)
+        st.unsuccessful["tryLater"] += 1
         return TRY_LATER, None
     except Exception:  # noqa: BLE001 - an OCSP client gets internalError, never an HTML 500
         log.exception("ocsp: unexpected failure")
+        st.unsuccessful["internalError"] += 1
         return INTERNAL_ERROR, None
 
 

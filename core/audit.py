@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,16 +23,43 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, insert, select
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, event, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from core import clock
+from core import clock, metrics
 from core.db import Base, Database
 from core.pii import mask_value
 from core.security import Actor
 
 if TYPE_CHECKING:
     from hsm.token import Token
+
+
+# -- metrics for audited events ------------------------------------------------------------------
+# Each entry is noted on its session and counted (core.metrics.audited) once that session commits;
+# a rollback forgets it. So a counter never shows an issuance, revocation, login or seal that the
+# audit log does not hold.
+
+_NOTED = "eauth.audited"
+
+
+def _note(session: Session, action: str, target: str, details: dict[str, Any]) -> None:
+    session.info.setdefault(_NOTED, []).append((action, target, details))
+
+
+@event.listens_for(Session, "after_commit")
+def _count_committed(session: Session) -> None:
+    for action, target, details in session.info.pop(_NOTED, ()):
+        try:
+            metrics.audited(action, target, details)
+        except Exception:  # noqa: BLE001 - a metric must never fail a transaction that committed
+            logging.getLogger("eauth.metrics").exception("counting audited %s", action)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_NOTED, None)
+
 
 GENESIS = "0" * 64
 AUDIT_KEY_LABEL = "audit/1"
@@ -160,6 +188,7 @@ class AuditLog:
         head.hash = digest
         if self._token is not None and seq % self.checkpoint_every == 0:
             self._sign_checkpoint(session, seq, digest)
+        _note(session, action, str(target), masked)
         return AuditRecord(seq, at, actor_ref, action, str(target), outcome, masked, digest)
 
     def record_many(self, session: Session, entries: list[dict[str, Any]]) -> list[AuditRecord]:
@@ -187,6 +216,7 @@ class AuditLog:
             digest = entry_hash(seq=seq, at=at, actor=actor_ref, action=entry["action"], target=target, outcome=outcome, details=details_json, prev_hash=prev)
             rows.append({"seq": seq, "at": at, "actor": actor_ref, "action": entry["action"], "target": target, "outcome": outcome, "details": details_json, "prev_hash": prev, "hash": digest})
             records.append(AuditRecord(seq, at, actor_ref, entry["action"], target, outcome, masked, digest))
+            _note(session, entry["action"], target, masked)
             if self._token is not None and seq % self.checkpoint_every == 0:
                 due.append((seq, digest))
             prev = digest

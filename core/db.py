@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from core import metrics
@@ -176,12 +176,28 @@ class Database:
             if self.replica_engine is not None:
                 metrics.count_replica_fallback()
             return None
-        try:
-            return self.replica_engine.connect()
-        except OperationalError as exc:
-            self._replica_failed(str(exc.orig or exc).strip().splitlines()[0][:200])
-            metrics.count_replica_fallback()
-            return None
+        # A ping per replica read (one round trip; the paths that use the replica take far longer):
+        # a replica that died since this connection was last used is found here, where the read can
+        # still go to the primary, not by the read itself (a 503). The failed ping invalidates the
+        # pool, so the second attempt opens a fresh connection — or finds the replica down.
+        for attempt in (1, 2):
+            try:
+                conn = self.replica_engine.connect()
+            except OperationalError as exc:
+                self._replica_failed(str(exc.orig or exc).strip().splitlines()[0][:200])
+                metrics.count_replica_fallback()
+                return None
+            try:
+                conn.exec_driver_sql("SELECT 1")
+                conn.rollback()
+                return conn
+            except DBAPIError as exc:
+                conn.invalidate()
+                conn.close()
+                if attempt == 2:
+                    self._replica_failed(str(exc.orig or exc).strip().splitlines()[0][:200])
+                    metrics.count_replica_fallback()
+        return None
 
     def _replica_failed(self, why: str) -> None:
         if time.monotonic() >= self._replica_down_until:

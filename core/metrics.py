@@ -13,13 +13,21 @@ The counters offered (labels in brackets; keep label values from a closed set, n
 ``CERTIFICATES_ISSUED`` [profile]               ``eauth_certificates_issued_total``
 ``CERTIFICATES_REVOKED`` [reason]               ``eauth_certificates_revoked_total``
 ``CRLS_PUBLISHED`` [ca]                         ``eauth_crls_published_total``
-``OCSP_RESPONSES`` [status]                     ``eauth_ocsp_responses_total`` (good/revoked/unknown/malformed…)
-``LOGINS`` [method, outcome]                    ``eauth_logins_total``
+``OCSP_RESPONSES`` [status]                     ``eauth_ocsp_responses_total`` (responseStatus, RFC 6960 §4.2.1)
+``LOGINS`` [method, outcome]                    ``eauth_logins_total`` (success/failure/refused)
 ``TOKENS_ISSUED`` [grant]                       ``eauth_tokens_issued_total``
 ``SEALS_APPLIED`` [level]                       ``eauth_seals_applied_total``
 ``VERIFICATIONS`` [indication]                  ``eauth_verifications_total``
 ``TIMESTAMPS_ISSUED`` [outcome]                 ``eauth_timestamps_issued_total``
 ==============================================  ===============================================
+
+**Audited events count themselves.** Issuance (and renewal, re-key, modification), revocation and
+suspension, CRL publication, logins and seals are written to the audit log in the transaction that
+makes them; :func:`audited` maps those audit actions to the counters above, and ``core.audit`` calls
+it *after that transaction commits* (a rolled-back issuance is neither audited nor counted). Tokens,
+verifications, timestamps and OCSP responses are not audited one by one: their own code paths count
+them — the OCSP fast path through :func:`watch` (plain integers it keeps anyway, read every 2 s), so
+not even a Counter's lock is taken per response.
 
 Recorded here without anyone's help: ``eauth_http_requests_total`` and
 ``eauth_http_request_duration_seconds`` per route *template* (``/ocsp/{request}``, never the raw
@@ -43,10 +51,12 @@ them, so nothing from outside reaches it through the proxy), or any peer present
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import resource
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +100,89 @@ RESIDENT_MEMORY = Gauge("eauth_process_resident_memory_bytes", "Resident memory 
 DB_POOL_CHECKED_OUT = Gauge("eauth_db_pool_checked_out", "Database connections in use by this worker", multiprocess_mode="all")
 
 
+# -- audited events -------------------------------------------------------------------------------
+
+_ISSUANCE = ("ca.certificate.issue", "ca.certificate.renew", "ca.certificate.rekey", "ca.certificate.modify")
+
+
+def _label(value: Any, default: str = "unknown") -> str:
+    """A label value from audit details: short, printable, never an id (the callers pick fields
+    whose values come from closed sets: profile and reason names, levels, authentication methods)."""
+    text = str(value) if value not in (None, "") else default
+    return text[:40]
+
+
+def audited(action: str, target: str, details: dict[str, Any]) -> None:
+    """Count one committed audit entry, if its action is one the metrics follow."""
+    if action in _ISSUANCE:
+        CERTIFICATES_ISSUED.labels(profile=_label(details.get("profile"))).inc()
+    elif action == "ca.certificate.revoke":
+        CERTIFICATES_REVOKED.labels(reason=_label(details.get("reason"), "unspecified")).inc()
+    elif action == "ca.certificate.suspend":
+        CERTIFICATES_REVOKED.labels(reason="certificateHold").inc()
+    elif action == "ca.crl.publish":
+        CRLS_PUBLISHED.labels(ca=_label(target.partition(":")[2])).inc()
+    elif action == "sso.login.success":
+        amr = details.get("amr") or []
+        LOGINS.labels(method=_label("+".join(sorted(str(m) for m in amr))), outcome="success").inc()
+    elif action == "sso.login.failure":
+        LOGINS.labels(method=_label(details.get("method")), outcome="failure").inc()
+    elif action == "sso.login.refused":
+        LOGINS.labels(method=_label(details.get("method")), outcome="refused").inc()
+    elif action.startswith("signing.seal.") and "level" in details:  # .pdf, .jws, .cms (not .create, .allow…)
+        SEALS_APPLIED.labels(level=_label(details.get("level"))).inc(int(details.get("count", 1)))
+
+
+class _Watched:
+    def __init__(self, counter: Counter, label: str, read: Callable[[], dict[str, int]]) -> None:
+        self.counter, self.label, self.read = counter, label, read
+        self.last: dict[str, int] = {}
+
+
+_WATCHED: dict[str, _Watched] = {}
+_watch_lock = threading.Lock()
+SYNC_EVERY = 2.0  # seconds between two syncs of the watched totals in each process
+
+
+def watch(name: str, counter: Counter, label: str, read: Callable[[], dict[str, int]]) -> None:
+    """Feed ``counter`` from running totals kept by a hot path in plain integers (``read()`` →
+    ``{label value: total so far}``): the path pays an ``+= 1`` and no lock, and the growth is added
+    to the counter every ``SYNC_EVERY`` seconds and before this process answers a scrape. ``name``
+    identifies the source; watching it again (a new runtime) replaces the previous reader."""
+    with _watch_lock:
+        _WATCHED[name] = _Watched(counter, label, read)
+
+
+def sync_watched() -> None:
+    with _watch_lock:
+        for w in _WATCHED.values():
+            for value, total in w.read().items():
+                grown = total - w.last.get(value, 0)
+                if grown > 0:
+                    w.counter.labels(**{w.label: value}).inc(grown)
+                    w.last[value] = total
+
+
+_sync_thread: threading.Thread | None = None
+
+
+def _start_sync_thread() -> None:
+    """One daemon thread per process feeds the watched counters (each worker its own)."""
+    global _sync_thread
+    with _watch_lock:
+        if _sync_thread is None or not _sync_thread.is_alive():
+            _sync_thread = threading.Thread(target=_sync_forever, args=(threading.Event(),), name="eauth-metrics-sync", daemon=True)
+            _sync_thread.start()
+
+
+def _sync_forever(stop: threading.Event) -> None:
+    while not stop.wait(SYNC_EVERY):
+        try:
+            sync_watched()
+        except Exception:  # noqa: BLE001 - metrics must not take the process down
+            logging.getLogger("eauth.metrics").exception("syncing watched counters")
+
+
 def multiprocess_active() -> bool:
     """True when samples go to ``PROMETHEUS_MULTIPROC_DIR`` (decided when prometheus_client loaded)."""
     return _values.ValueClass is not _values.MutexValue
@@ -108,6 +201,7 @@ def prepare_multiprocess_dir(directory: Path) -> Path:
 
 def exposition() -> tuple[bytes, str]:
     """The text format for a scrape: every worker's samples in multiprocess mode."""
+    sync_watched()
     if multiprocess_active():
         from prometheus_client import multiprocess
 
@@ -209,6 +303,7 @@ def install(app: FastAPI, rt: Runtime) -> None:
     app.add_middleware(MetricsMiddleware, runtime=rt)
     rt.token.observer = observe_hsm
     limiter(rt).observers.append(lambda rule, decision: None if decision.allowed else RATE_LIMITED.labels(area=rule.area).inc())
+    _start_sync_thread()
 
     def metrics_endpoint(request: Request) -> Response:
         if not _scrape_allowed(request.scope.get("headers", []), request.client.host if request.client else None, token):

@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from core import metrics
 from core.errors import Kind, Problem
 from core.ratelimit import Rule, hit, limiter, per_ip
 from core.runtime import Runtime
@@ -87,7 +88,27 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
 async def respond_tsa(rt: Runtime, body: bytes | None) -> bytes:
     """A ``TimeStampResp`` for ``body`` (``None``: larger than any valid query → rejection)."""
-    return await run_in_threadpool(service.timestamp_response, rt, body if body is not None else b"")
+    reply = await run_in_threadpool(service.timestamp_response, rt, body if body is not None else b"")
+    metrics.TIMESTAMPS_ISSUED.labels(outcome=_pki_status(reply)).inc()
+    return reply
+
+
+_PKI_STATUS = {0: "granted", 1: "grantedWithMods", 2: "rejection", 3: "waiting", 4: "revocationWarning", 5: "revocationNotification"}
+
+
+def _pki_status(reply: bytes) -> str:
+    """The PKIStatus of a DER TimeStampResp (RFC 3161 §2.4.2): SEQUENCE { SEQUENCE { INTEGER …"""
+    i = 0
+    try:
+        for _ in range(2):  # into TimeStampResp, then PKIStatusInfo
+            if reply[i] != 0x30:
+                return "unreadable"
+            i += 2 + (reply[i + 1] & 0x7F if reply[i + 1] & 0x80 else 0)
+        if reply[i] != 0x02 or reply[i + 1] != 1:
+            return "unreadable"
+        return _PKI_STATUS.get(reply[i + 2], "unreadable")
+    except IndexError:
+        return "unreadable"
 
 
 class TsaFastPath:
@@ -308,6 +329,7 @@ async def verifications(request: Request, rt: RuntimeDep, principal: Verifier) -
     the report as JSON (ETSI TS 119 102-1 indications per signature)."""
     data, name, _fields, detached = await _upload(request, rt)
     report = await run_in_threadpool(lambda: service.verify_document(rt, data, name=name, detached=detached))
+    metrics.VERIFICATIONS.labels(indication=report.indication.value).inc()
     if _wants_pdf(request):
         return await _pdf_report(report, _lang(request))
     return JSONResponse(report.as_dict(), headers={"Cache-Control": "no-store"})
@@ -367,6 +389,7 @@ async def verify_upload(request: Request, rt: RuntimeDep) -> HTMLResponse:
         data, name, fields, detached = await _upload(request, rt)
         expected = fields.get("document_id") or None
         report = await run_in_threadpool(lambda: service.verify_document(rt, data, name=name, detached=detached))
+        metrics.VERIFICATIONS.labels(indication=report.indication.value).inc()
     except Problem as exc:
         status = exc.status if exc.status < 500 else 503
         return _page(request, "verify_form.html", status=status, document=None, error=exc)

@@ -22,6 +22,7 @@ from auth_service.oidc.errors import NO_STORE, OAuthError
 from auth_service.oidc.jwks import KeyRing
 from auth_service.service import ClientView
 from auth_service.web.browser import Browser, DuplicateField, parse_form
+from core import metrics
 from core.errors import Problem
 from core.runtime import Runtime
 
@@ -178,7 +179,9 @@ def _token(rt: Runtime, request: Request, form: dict[str, str]) -> JSONResponse:
     client = authenticate_client(rt, authorization=request.headers.get("authorization"), form=form, endpoint_url=rt.settings.public_url + "/oidc/token")
     if handler is None:
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type[:50]!r} is not supported")
-    return _json(handler(rt, client, form))
+    body = handler(rt, client, form)
+    metrics.TOKENS_ISSUED.labels(grant=grant_type).inc()  # handed out (its audit entry is committed)
+    return _json(body)
 
 
 @router.post("/oidc/token")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -163,3 +164,81 @@ def test_metrics_aggregate_across_worker_processes(cli_home) -> None:  # type: i
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _ocsp_request(http: httpx.Client, pem: str) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp as x509_ocsp
+
+    issuer = x509.load_pem_x509_certificate(http.get("/ca/public-service.pem").content)
+    leaf = x509.load_pem_x509_certificate(pem.encode())
+    return x509_ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build().public_bytes(serialization.Encoding.DER)
+
+
+def test_domain_counters_follow_what_happened(rt, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    """Issuance, revocation, OCSP (successful and malformed), tokens, TSA, verifications, logins —
+    each moves its own series by exactly what was done, through the real HTTP API."""
+    from auth_service.service import register_client
+    from core.security import Actor
+    from tests.reliability.actors import make_csr, register_person
+
+    with rt.db.transaction() as db:
+        client, secret = register_client(rt, db, Actor.cli(), name="metrics test", grant_types=["client_credentials"],
+                                          scopes=["certificates:write", "certificates:read", "certificates:revoke", "verify"], redirect_uris=[])
+    person = register_person(rt)
+    before = http.get("/metrics").text
+
+    r = http.post("/oidc/token", data={"grant_type": "client_credentials", "scope": "certificates:write certificates:revoke verify"}, auth=(client.client_id, secret))
+    assert r.status_code == 200, r.text
+    bearer = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    issued = http.post("/api/v1/certificates", json={"profile": "citizen", "csr": make_csr(), "subject_id": person}, headers=bearer)
+    assert issued.status_code == 201, issued.text
+    request = _ocsp_request(http, issued.json()["pem"])
+    for _ in range(3):
+        assert http.post("/ocsp", content=request, headers={"Content-Type": "application/ocsp-request"}).status_code == 200
+    assert http.post("/ocsp", content=b"\x30\x03\x02\x01\x00", headers={"Content-Type": "application/ocsp-request"}).status_code == 200
+    revoked = http.post(f"/api/v1/certificates/{issued.json()['serial']}/revoke", json={"reason": "keyCompromise"}, headers=bearer)
+    assert revoked.status_code == 200, revoked.text
+    tsa = http.post("/tsa", content=b"not a TimeStampReq", headers={"Content-Type": "application/timestamp-query"})
+    assert tsa.status_code == 200
+    pdf = (ROOT / "tests" / "data" / "signing" / "licence.pdf").read_bytes()
+    report = http.post("/api/v1/verifications", content=pdf, headers={**bearer, "Content-Type": "application/pdf"})
+    assert report.status_code == 200, report.text
+    after = http.get("/metrics").text
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("eauth_tokens_issued_total", grant="client_credentials") == 1
+    assert grew("eauth_certificates_issued_total", profile="citizen") == 1
+    assert grew("eauth_certificates_revoked_total", reason="keyCompromise") == 1
+    assert grew("eauth_ocsp_responses_total", status="successful") == 3
+    assert grew("eauth_ocsp_responses_total", status="malformedRequest") == 1
+    assert grew("eauth_timestamps_issued_total", outcome="rejection") == 1
+    assert grew("eauth_verifications_total", indication=report.json()["indication"]) == 1
+    # the HSM latency series saw the issuance's signature
+    assert grew("eauth_hsm_operation_duration_seconds_count", outcome="ok") >= 1
+
+
+def test_audited_events_are_counted_only_when_committed(rt) -> None:  # type: ignore[no-untyped-def]
+    """Counting rides on the audit entry's commit: a rolled-back transaction leaves no count."""
+    from auth_service.login import record_failure
+    from core.security import Actor
+
+    def crls(ca: str) -> float:
+        return metrics.CRLS_PUBLISHED.labels(ca=ca)._value.get()
+
+    run = secrets.token_hex(4)  # counters live as long as the process (both backends run here)
+    with pytest.raises(RuntimeError), rt.db.transaction() as db:
+        rt.audit.record(db, actor=Actor.cli(), action="ca.crl.publish", target=f"ca:rollback-{run}")
+        raise RuntimeError("rolled back")
+    assert crls(f"rollback-{run}") == 0
+    with rt.db.transaction() as db:
+        rt.audit.record(db, actor=Actor.cli(), action="ca.crl.publish", target=f"ca:commit-{run}")
+        assert crls(f"commit-{run}") == 0, "counted before the commit"
+    assert crls(f"commit-{run}") == 1
+
+    failures = metrics.LOGINS.labels(method="pwd", outcome="failure")._value.get()
+    record_failure(rt, Actor.anonymous("192.0.2.1"), keys={}, target="person:metrics", method="pwd", reason="bad_password")
+    assert metrics.LOGINS.labels(method="pwd", outcome="failure")._value.get() == failures + 1

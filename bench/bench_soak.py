@@ -47,6 +47,15 @@ SAMPLE_EVERY = 5.0
 WEIGHTS = {"ocsp": 55, "token": 15, "issue": 8, "verify": 8, "login": 7, "seal": 7}
 PASSWORD = "Soak-Test-Password-2026!"
 PLOT = ROOT / "docs" / "soak.png"
+# Idle keep-alive connections are dropped by the client after 2 s, before the server's 5 s
+# (`eauth serve`: timeout_keep_alive=5). With equal timeouts, a client thread that spent 5 s in a
+# login (its own connection) could send on the shared one just as the server closed it: httpx's
+# "Server disconnected without sending a response", a race in the load generator, not a failure.
+LIMITS = httpx.Limits(keepalive_expiry=2.0)
+
+
+def soak_client(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=60, limits=LIMITS)
 
 
 @dataclass
@@ -203,7 +212,7 @@ def main() -> None:
 
         def client_loop(seed: int) -> None:
             rng = random.Random(seed)
-            with httpx.Client(base_url=bh.url, timeout=60) as client:
+            with soak_client(bh.url) as client:
                 token = work._token(client)
                 bearer = {"Authorization": f"Bearer {token}"}
                 token_at = time.monotonic()
@@ -220,6 +229,8 @@ def main() -> None:
                         stats.record(kind, started, f"{type(exc).__name__}: {exc}"[:1500])
 
         workers = [p for p in psutil.Process(server.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        arenas = {p.pid: p.environ().get("MALLOC_ARENA_MAX", "unset") for p in workers}
+        print(f"worker processes {sorted(arenas)}, MALLOC_ARENA_MAX {sorted(set(arenas.values()))} (eauth serve bounds the malloc arenas)", flush=True)
         samples: list[dict[str, object]] = []
         threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(CONCURRENCY)]
         t0 = stats.t0 = time.perf_counter()

@@ -35,6 +35,12 @@ class OrgIn(_In):
     evidence: Evidence | None = None
 
 
+class SearchIn(_In):
+    q: str = Field("", max_length=100, description="name, ID number (full or masked), phone, e-mail")
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+
 class RevealIn(_In):
     reason: str = Field(max_length=300)
 

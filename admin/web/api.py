@@ -50,15 +50,34 @@ def _page(items: list[dict[str, Any]], total: int, limit: int, offset: int) -> d
 # -- subscribers -------------------------------------------------------------------------------------
 
 
-@router.get("/persons")
-def list_persons(rt: RuntimeDep, principal: Reader, q: Annotated[str, Query(max_length=100)] = "", limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
-    """Search by name, ID number (exact or masked), phone or e-mail; numbers come back masked."""
+def _search_persons(rt: Runtime, q: str, limit: int, offset: int) -> dict[str, Any]:
     from identity import service as identity
 
     with rt.db.read() as db:
         rows = identity.search_persons(rt, db, query=q, limit=limit + 1, offset=offset)
         total = identity.count_persons(db) if not q.strip() else offset + len(rows)
     return _page([_d(p) for p in rows[:limit]], total, limit, offset)
+
+
+@router.get("/persons")
+def list_persons(rt: RuntimeDep, principal: Reader, q: Annotated[str, Query(max_length=100)] = "", limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
+    """Search by name, masked ID number or e-mail; numbers come back masked. A full ID number or
+    phone number is refused here (URLs end up in logs): ``POST /api/v1/persons/search``."""
+    from admin.web.registry import personal_number
+
+    if personal_number(q):
+        raise Problem(
+            Kind.VALIDATION, "admin.personal_number_in_url", "search for full ID and phone numbers with POST /api/v1/persons/search (kept out of URLs)",
+            fields=[{"name": "q", "reason": "a full ID or phone number"}],
+        )
+    return _search_persons(rt, q, limit, offset)
+
+
+@router.post("/persons/search")
+def search_persons(body: schemas.SearchIn, rt: RuntimeDep, principal: Reader) -> dict[str, Any]:
+    """The same search with the query in the body: for full ID numbers (exact match through the
+    blind index) and phone numbers, which never go in a URL."""
+    return _search_persons(rt, body.q, body.limit, body.offset)
 
 
 @router.post("/persons", status_code=201)

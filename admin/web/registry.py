@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from admin import service
@@ -30,6 +30,7 @@ _ID = re.compile(r"^\d{17}[\dXx]$")
 _PHONE = re.compile(r"^1\d{10}$")
 _USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 FLASH = {
+    "pii_in_url": "Search for full ID numbers and phone numbers with the search form: they are kept out of web addresses.",
     "registered": "Registered.",
     "evidence": "Identity evidence recorded.",
     "existing": "Already registered: this is the existing record.",
@@ -40,10 +41,9 @@ def _rt(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-@router.get("/subscribers", response_class=HTMLResponse, name="admin_subscribers")
-def subscribers(request: Request, user: Reader, q: str = "", kind: str = "all") -> Response:
+def _search(request: Request, q: str, kind: str) -> Response:
     """One box: a name (substring), an ID number (exact, via the blind index), a masked ID number,
-    a USCC, or a certificate serial."""
+    a phone number, a USCC, or a certificate serial."""
     from ca import service as ca_service
     from identity import service as identity
 
@@ -63,6 +63,28 @@ def subscribers(request: Request, user: Reader, q: str = "", kind: str = "all") 
     # A full ID number or phone typed into the box is not printed back in full (shoulder surfing).
     shown = mask_id_number(q) if _ID.match(q) else (mask_phone(q) if _PHONE.match(q) else q)
     return render(request, "subscribers.html", {"q": shown, "kind": kind, "persons": persons, "orgs": orgs, "certificate": certificate})
+
+
+def personal_number(q: str) -> bool:
+    """A full ID number or mobile number: never part of a URL (access logs, browser history)."""
+    q = q.strip()
+    return bool(_ID.match(q) or _PHONE.match(q))
+
+
+@router.get("/subscribers", response_class=HTMLResponse, name="admin_subscribers")
+def subscribers(request: Request, user: Reader, q: Annotated[str, Query(max_length=100)] = "", kind: str = "all") -> Response:
+    """Names, masked numbers, USCCs and serials may come in the address (links); full ID and phone
+    numbers only in the search form's POST body — one in the address is refused, not searched."""
+    if personal_number(q):
+        context = {"q": "", "kind": kind, "persons": [], "orgs": [], "certificate": None, "flash": FLASH["pii_in_url"], "flash_kind": "error"}
+        return render(request, "subscribers.html", context, status=400)
+    return _search(request, q, kind)
+
+
+@router.post("/subscribers", response_class=HTMLResponse, name="admin_subscribers_search")
+def subscribers_search(request: Request, user: Reader, q: Annotated[str, Form(max_length=100)] = "", kind: Annotated[str, Form(max_length=8)] = "all") -> Response:
+    """The search form (POST, so a full ID number stays out of URLs, logs and history)."""
+    return _search(request, q, kind)
 
 
 # -- persons -------------------------------------------------------------------------------------

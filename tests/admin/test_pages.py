@@ -56,8 +56,16 @@ def test_registration_to_certificate_to_revocation(rt, live, operator, tmp_path:
     assert page.status_code == 200 and "登记成功" in page.text
     masked = id_number[:6] + "********" + id_number[-4:]
     assert masked in page.text and id_number not in page.text and phone not in page.text
-    listing = officer.http.get("/admin/subscribers", params={"q": id_number})
+    search_form = officer.http.get("/admin/subscribers").text
+    assert 'method="post" action="/admin/subscribers"' in search_form and 'name="csrf_token"' in search_form
+    listing = officer.post("/admin/subscribers", {"q": id_number})
     assert masked in listing.text and id_number not in listing.text and "陈市民" in listing.text
+    assert "陈市民" in officer.post("/admin/subscribers", {"q": phone}).text
+    # a full ID or phone number in the address is refused, not searched (URLs land in logs and history)
+    for number in (id_number, phone):
+        in_url = officer.http.get("/admin/subscribers", params={"q": number})
+        assert in_url.status_code == 400 and "陈市民" not in in_url.text and number not in in_url.text and "搜索表单" in in_url.text
+    assert officer.http.post("/admin/subscribers", data={"q": id_number}).status_code == 403  # no CSRF token
     assert "陈市民" in officer.http.get("/admin/subscribers", params={"q": masked}).text
     # revealing is a permission of its own, and audited
     assert "/reveal" not in page.text

@@ -48,7 +48,36 @@ def make_engine(url: str, *, pool_size: int = 10, connect_args: dict[str, Any] |
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=pool_size, max_overflow=20)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, connect_args=connect_args or {})
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20, connect_args=connect_args or {})
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection that sat unused this long is pinged before use (the server may have restarted
+# or a firewall dropped it meanwhile). SQLAlchemy's pool_pre_ping pings at *every* checkout: a
+# round trip plus server work on each transaction — a third of the statements of a sign-in's
+# authorization request. A connection returned moments ago was just working; if the server dies
+# under traffic, the first statement that fails invalidates the whole pool (SQLAlchemy's disconnect
+# handling) and every other connection is replaced at its next checkout, as before.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["eauth_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("eauth_idle_since")
+        if since is not None and time.monotonic() - since > PING_AFTER_IDLE_SECONDS:
+            try:
+                alive = engine.dialect._do_ping_w_event(dbapi_conn)
+            except Exception as exc:  # noqa: BLE001 - any failed ping: let the pool open a new connection
+                raise DisconnectionError(f"ping failed: {exc}") from exc
+            if not alive:
+                raise DisconnectionError("ping failed")
 
 
 def _configure_sqlite(engine: Engine) -> None:

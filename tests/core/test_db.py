@@ -47,3 +47,40 @@ def test_unreachable_database_is_a_503_problem() -> None:
         db.ping()
     assert info.value.kind is Kind.UNAVAILABLE and info.value.status == 503
     db.dispose()
+
+
+def test_postgres_connection_pinged_only_after_idle_and_replaced_when_dead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pooled PostgreSQL connections are pinged when they sat idle (a server restart or a dropped
+    connection is then healed by a fresh one, invisibly), not at every checkout (a round trip each)."""
+    import time
+
+    import psycopg
+    from sqlalchemy import event, text
+
+    import core.db
+    from tests.conftest import PG_ADMIN_URL, postgres_database
+
+    with postgres_database() as url:
+        db = Database(url, pool_size=1)
+        pings: list[int] = []
+        real_ping = db.engine.dialect.do_ping
+        monkeypatch.setattr(db.engine.dialect, "do_ping", lambda conn: pings.append(1) or real_ping(conn))
+        opened: list[int] = []
+        event.listen(db.engine, "connect", lambda *_: opened.append(1))
+
+        def backend_pid() -> int:
+            with db.read() as s:
+                return int(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+        first = backend_pid()
+        for _ in range(5):  # busy: the same connection, no ping
+            assert backend_pid() == first
+        assert pings == [] and len(opened) == 1
+        # the server ends the connection while it sits in the pool (a restart, an idle time-out)
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        monkeypatch.setattr(core.db, "PING_AFTER_IDLE_SECONDS", 0.05)
+        time.sleep(0.1)
+        second = backend_pid()  # pinged (idle), found dead, replaced: no error reaches the caller
+        assert second != first and pings == [1] and len(opened) == 2
+        db.dispose()

@@ -18,7 +18,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from auth_service import timestamps
@@ -153,6 +153,11 @@ def _audited(rt: Runtime, issued: tuple[dict[str, Any], dict[str, Any]]) -> dict
     return body
 
 
+_CODES = AuthorizationCode.__table__
+_GRANTS = Grant.__table__
+_SESSIONS = BrowserSession.__table__
+
+
 def authorization_code_grant(rt: Runtime, client: ClientView, form: dict[str, str]) -> dict[str, Any]:
     code = form.get("code") or ""
     redirect_uri = form.get("redirect_uri") or ""
@@ -160,24 +165,29 @@ def authorization_code_grant(rt: Runtime, client: ClientView, form: dict[str, st
     if not code or len(code) > MAX_TOKEN_PARAM:
         raise OAuthError("invalid_request", "code is required")
     failure: OAuthError | None = None
+    code_hash = _hash(code)
     with rt.db.transaction() as db:
-        row = db.get(AuthorizationCode, _hash(code))
-        if row is None or row.client_id != client.client_id:
-            raise OAuthError("invalid_grant", "the code is invalid, expired or was issued to another client")
+        conn = db.connection()
         now = timestamps.stamp()
-        redeemed = db.execute(
-            update(AuthorizationCode)
-            .where(AuthorizationCode.code_hash == row.code_hash, AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at > now)
+        # The redemption itself: one conditional UPDATE … RETURNING (Core, not ORM: this is every
+        # sign-in's hot path). Only the client the code was issued to can spend it.
+        row = conn.execute(
+            update(_CODES)
+            .where(_CODES.c.code_hash == code_hash, _CODES.c.client_id == client.client_id, _CODES.c.redeemed_at.is_(None), _CODES.c.expires_at > now)
             .values(redeemed_at=now)
-        ).rowcount
-        if redeemed != 1:
-            db.refresh(row)
-            if row.redeemed_at is not None:
+            .returning(_CODES)
+        ).one_or_none()
+        if row is None:
+            # Why not: unknown, another client's, replayed or expired (rare, so looked up afterwards).
+            spent = db.get(AuthorizationCode, code_hash)
+            if spent is None or spent.client_id != client.client_id:
+                raise OAuthError("invalid_grant", "the code is invalid, expired or was issued to another client")
+            if spent.redeemed_at is not None:
                 # A replayed code: whoever holds it may be an attacker; revoke what the first use got.
-                revoke_grant(rt, db, row.grant_id, "code_replay")
+                revoke_grant(rt, db, spent.grant_id, "code_replay")
                 rt.audit.record(
-                    db, actor=Actor("client", client.client_id, client.name), action="sso.code.replay", target=f"person:{row.person_id}",
-                    outcome="failure", details={"gid": row.grant_id},
+                    db, actor=Actor("client", client.client_id, client.name), action="sso.code.replay", target=f"person:{spent.person_id}",
+                    outcome="failure", details={"gid": spent.grant_id},
                 )
                 failure = OAuthError("invalid_grant", "the code was already used; tokens issued with it are revoked")
             else:
@@ -189,10 +199,11 @@ def authorization_code_grant(rt: Runtime, client: ClientView, form: dict[str, st
         elif not row.code_challenge and verifier is not None:
             failure = OAuthError("invalid_grant", "code_verifier given but the authorization request had no code_challenge")
         else:
-            session = db.get(BrowserSession, row.session_id)
+            session = conn.execute(select(_SESSIONS.c.ended_at, _SESSIONS.c.expires_at).where(_SESSIONS.c.id == row.session_id)).one_or_none()
             if session is None or session.ended_at is not None:
                 failure = OAuthError("invalid_grant", "the login session has ended")
         if failure is None:
+            assert row is not None and session is not None
             scope = row.scope.split()
             offline = "offline_access" in scope
             refresh = "refresh_token" in client.grant_types
@@ -206,10 +217,14 @@ def authorization_code_grant(rt: Runtime, client: ClientView, form: dict[str, st
                 amr=row.amr,
                 auth_time=row.auth_time,
                 created_at=now,
-                expires_at=timestamps.stamp(days=OFFLINE_DAYS) if offline else session.expires_at,  # type: ignore[union-attr]
+                expires_at=timestamps.stamp(days=OFFLINE_DAYS) if offline else session.expires_at,
             )
-            db.add(grant)
-            db.flush()
+            conn.execute(
+                insert(_GRANTS).values(
+                    id=grant.id, client_id=grant.client_id, person_id=grant.person_id, session_id=grant.session_id, scope=grant.scope, acr=grant.acr,
+                    amr=grant.amr, auth_time=grant.auth_time, created_at=grant.created_at, expires_at=grant.expires_at,
+                )
+            )
             issued = _user_tokens(rt, db, client, grant, nonce=row.nonce, grant_type="authorization_code", refresh=refresh)
             _flush_with_audit(rt, db)
     if failure is not None:

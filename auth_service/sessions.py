@@ -44,6 +44,10 @@ class SessionView:
     end_reason: str | None = None
 
 
+_TABLE = BrowserSession.__table__
+_VIEW_COLUMNS = tuple(_TABLE.c[name] for name in ("id", "person_id", "acr", "amr", "auth_time", "created_at", "last_seen_at", "expires_at", "ip", "user_agent", "ended_at", "end_reason"))
+
+
 def _view(row: BrowserSession) -> SessionView:
     return SessionView(
         row.id, row.person_id, row.acr, tuple(row.amr.split()), row.auth_time, row.created_at, row.last_seen_at, row.expires_at, row.ip, row.user_agent, row.ended_at, row.end_reason
@@ -72,11 +76,12 @@ def current_session(rt: Runtime, cookie_value: str | None) -> SessionView | None
     digest = cookie_hash(cookie_value)
     now = timestamps.stamp()
     with rt.db.read() as db:
-        row = db.execute(select(BrowserSession).where(BrowserSession.cookie_hash == digest)).scalar_one_or_none()
+        # Core, not ORM: every authorization request of a signed-in user runs this.
+        row = db.connection().execute(select(*_VIEW_COLUMNS).where(_TABLE.c.cookie_hash == digest)).one_or_none()
         if row is None:
             return None
-        reason = _expiry_reason(rt, row, now)
-        view = _view(row)
+        reason = _expiry_reason(rt, row, now)  # type: ignore[arg-type]
+        view = _view(row)  # type: ignore[arg-type]
     if reason == "ended":
         return None
     if reason is not None:

@@ -17,6 +17,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from auth_service import sessions as sessions_mod
@@ -261,8 +262,9 @@ def issue_code(rt: Runtime, db: Session, client: ClientView, req: AuthRequest, s
         db.execute(text("SET LOCAL synchronous_commit TO OFF"))
     code = secrets.token_urlsafe(32)
     now_dt = timestamps.now()
-    db.add(
-        AuthorizationCode(
+    # A Core INSERT, not an ORM object flushed at commit: every sign-in runs this.
+    db.connection().execute(
+        insert(AuthorizationCode.__table__).values(
             code_hash=hashlib.sha256(code.encode()).hexdigest(),
             grant_id=secrets.token_hex(16),
             client_id=client.client_id,

@@ -405,7 +405,9 @@ def _load_cms(data: bytes) -> cms.ContentInfo:
         sd["signer_infos"][0]["signed_attrs"].native
         info.native  # asn1crypto parses lazily: force the whole structure now, so a broken part is a 400 here, not a 500 later
         return info
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # AttributeError: asn1crypto building .native of a mistagged child (a REAL where BasicConstraints
+        # expects a BOOLEAN: "'Real' object has no attribute 'native'", found by hypothesis)
         raise Problem(Kind.INVALID_INPUT, "verify.cms_malformed", f"not a readable CMS SignedData: {str(exc)[:120]}") from None
 
 

@@ -716,3 +716,25 @@ def capture_evidence(
 def evidence_of(db: Session, subject_id: str) -> list[EvidenceView]:
     rows = db.execute(select(IdentityEvidence).where(IdentityEvidence.subject_id == subject_id).order_by(IdentityEvidence.checked_at.desc())).scalars()
     return [_evidence_view(e) for e in rows]
+
+
+# -- operators ---------------------------------------------------------------------------------------
+
+
+def appoint_operator(
+    rt: Runtime, db: Session, actor: Actor, *, actor_person_id: str | None, person_id: str, roles: set[str], department: str = "", active: bool = True
+) -> Any:
+    """Grant, change or withdraw an operator's roles (console and API alike; audited by identity).
+    Nobody changes their own roles; a department administrator needs a department (USCC or id)."""
+    from core.security import Role
+    from identity import service as identity
+
+    target = identity.get_person(db, person_id[:32])
+    if actor_person_id is not None and target.id == actor_person_id:
+        raise Problem(Kind.FORBIDDEN, "admin.own_roles", "another CA administrator must change your own roles")
+    if not roles and active:
+        raise invalid("admin.roles_required", "choose at least one role (or deactivate the operator)", roles="required")
+    dept_id = identity.resolve_org(db, department.strip()).id if department.strip() else None
+    if Role.DEPARTMENT_ADMIN.value in roles and dept_id is None:
+        raise invalid("admin.department_required", "a department administrator needs a department", department="required")
+    return identity.set_operator(rt, db, actor, person_id=target.id, roles=roles, department_id=dept_id, active=active)

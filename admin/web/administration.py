@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from admin import ca_overview, service
 from admin.sessions import ConsoleUser
 from admin.web.console import ConsoleRoute, console, render
 from core.errors import Kind, Problem, invalid
@@ -60,15 +61,9 @@ def operator_set(
     with rt.db.transaction() as db:
         found = identity.find_person_by_id_number(rt, db, ref) if len(ref) == 18 else None
         target = found or identity.get_person(db, ref[:32])
-        if target.id == user.person_id:
-            raise Problem(Kind.FORBIDDEN, "admin.own_roles", "another CA administrator must change your own roles")
-        wanted = set(roles or [])
-        if not wanted and active == "true":
-            raise invalid("admin.roles_required", "choose at least one role (or deactivate the operator)", roles="required")
-        dept_id = identity.resolve_org(db, department.strip()).id if department.strip() else None
-        if Role.DEPARTMENT_ADMIN.value in wanted and dept_id is None:
-            raise invalid("admin.department_required", "a department administrator needs a department", department="required")
-        identity.set_operator(rt, db, user.actor, person_id=target.id, roles=wanted, department_id=dept_id, active=active == "true")
+        service.appoint_operator(
+            rt, db, user.actor, actor_person_id=user.person_id, person_id=target.id, roles=set(roles or []), department=department, active=active == "true"
+        )
     return RedirectResponse("/admin/operators?done=saved", status_code=303)
 
 
@@ -77,12 +72,19 @@ def operator_set(
 
 @router.get("/authorities", response_class=HTMLResponse, name="admin_authorities")
 def authorities(request: Request, user: CaReader, done: str = "") -> Response:
-    from ca import crl, hierarchy
-
+    """The CA hierarchy (keys, fingerprints, validity, latest CRL, publication), the OCSP
+    responders' and timestamp units' certificates and keys."""
     rt = _rt(request)
     with rt.db.read() as db:
-        rows = [(a, crl.latest_crl(db, a.name)) for a in hierarchy.list_authorities(db)]
-    return render(request, "authorities.html", {"rows": rows, "flash": FLASH.get(done)})
+        rows = ca_overview.authorities(rt, db)
+        keys = ca_overview.responders_and_tsa(rt, db)
+    return render(request, "authorities.html", {"rows": rows, "keys": keys, "flash": FLASH.get(done)})
+
+
+@router.get("/profiles", response_class=HTMLResponse, name="admin_profiles")
+def profiles(request: Request, user: CaReader) -> Response:
+    """Each certificate profile's rules, read-only (profiles are code, reviewed like code)."""
+    return render(request, "profiles.html", {"profiles": ca_overview.profiles()})
 
 
 @router.post("/authorities/{name}/crl", name="admin_publish_crl")

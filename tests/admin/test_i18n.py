@@ -43,6 +43,8 @@ def dynamic_values() -> set[str]:
         set(TYPES) | set(STATES) | {r.value for r in Role} | set(profiles.PROFILES) | set(REVOCATION_REASONS)
         | set(service.DOCUMENT_TYPES) | set(ORG_TYPES) | set(STATUSES) | events | {k.title for k in Kind}
         | {"issued", "revoked", "valid", "invalid", "all", "person", "org", "success", "failure", "ocsp_responses", "verifications"}
+        | {"root", "issuing", "ok", "expiring", "expired", "awaiting_signature", "inactive", "key_missing"}  # CA overview states
+        | {f"subject_kind:{p.subject_kind}" for p in profiles.PROFILES.values()}
     )
 
 

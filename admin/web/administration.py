@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from admin import ca_overview, service
 from admin.sessions import ConsoleUser
 from admin.web.console import ConsoleRoute, console, render
-from core.errors import Kind, Problem, invalid
 from core.runtime import Runtime
 from core.security import Role
 

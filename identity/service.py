@@ -409,6 +409,12 @@ def add_membership(rt: Runtime, db: Session, actor: Actor, *, person_id: str, or
     return MembershipView(m.id, m.person_id, m.org_id, m.title, m.active)
 
 
+def members_of(db: Session, org_id: str, *, limit: int = 500) -> list[MembershipView]:
+    """A department's active members (its staff), newest first."""
+    rows = db.execute(select(Membership).where(Membership.org_id == org_id, Membership.active).order_by(Membership.created_at.desc()).limit(limit)).scalars()
+    return [MembershipView(m.id, m.person_id, m.org_id, m.title, m.active) for m in rows]
+
+
 def memberships_of(db: Session, person_id: str) -> list[MembershipView]:
     rows = db.execute(select(Membership).where(Membership.person_id == person_id, Membership.active)).scalars()
     return [MembershipView(m.id, m.person_id, m.org_id, m.title, m.active) for m in rows]

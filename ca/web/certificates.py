@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
-from ca import hierarchy, lint, service
+from ca import groupcommit, hierarchy, lint, service
 from ca.schemas import CertificateOut, IssueRequest, MaintenanceRequest, RekeyRequest, csr_text_to_bytes
 from core.errors import Kind, Problem
 from core.runtime import Runtime
@@ -95,10 +95,10 @@ def list_authorities(rt: RuntimeDep, principal: Reader) -> list[dict]:
 @router.post("/api/v1/certificates", tags=["certificates"], status_code=201)
 def issue(body: IssueRequest, rt: RuntimeDep, principal: Writer) -> JSONResponse:
     """Issue a certificate from a PKCS#10 request; the subject comes from the identity registry."""
-    with rt.db.transaction() as db:
-        cert = service.issue_certificate(
-            rt, db, _actor(principal), profile=body.profile, csr=body.csr_bytes(), subject_id=body.subject_id, dns_names=body.dns_names, ca_name=body.ca, org_id=body.org_id
-        )
+    req = service.CertificateRequest(
+        _actor(principal), body.profile, body.csr_bytes(), body.subject_id, tuple(body.dns_names or ()), body.ca, body.org_id
+    )
+    cert = groupcommit.issue(rt, req)  # with whatever else is being issued at this moment (ca.groupcommit)
     return JSONResponse(_out(cert), status_code=201, headers={"Location": f"/api/v1/certificates/{cert.serial}"})
 
 

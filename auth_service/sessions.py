@@ -14,6 +14,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -69,29 +70,50 @@ def _expiry_reason(rt: Runtime, row: BrowserSession, now: str) -> str | None:
     return None
 
 
-def current_session(rt: Runtime, cookie_value: str | None) -> SessionView | None:
-    """The live session for a cookie, or None. Ends sessions found timed out; records activity."""
+def current_session(rt: Runtime, cookie_value: str | None, *, db: Session | None = None) -> SessionView | None:
+    """The live session for a cookie, or None. Ends sessions found timed out; records activity.
+
+    ``db``: a write transaction of the caller to do it in (the authorization endpoint looks the
+    session up in the transaction that stores the code: one database session per request)."""
     if not cookie_value or len(cookie_value) > 200:
         return None
+    if db is not None:
+        return _current_session(rt, db, cookie_value)
     digest = cookie_hash(cookie_value)
+    with rt.db.read() as read:
+        row = _session_row(read, digest)
+    if row is None or row.ended_at:
+        return None
+    if not _needs_write(rt, row):
+        return _view(row)
+    with rt.db.transaction() as write:
+        return _current_session(rt, write, cookie_value)
+
+
+def _session_row(db: Session, digest: str) -> Any:
+    # Core, not ORM: every authorization request of a signed-in user runs this.
+    return db.connection().execute(select(*_VIEW_COLUMNS).where(_TABLE.c.cookie_hash == digest)).one_or_none()
+
+
+def _needs_write(rt: Runtime, row: Any) -> bool:
     now = timestamps.stamp()
-    with rt.db.read() as db:
-        # Core, not ORM: every authorization request of a signed-in user runs this.
-        row = db.connection().execute(select(*_VIEW_COLUMNS).where(_TABLE.c.cookie_hash == digest)).one_or_none()
-        if row is None:
-            return None
-        reason = _expiry_reason(rt, row, now)  # type: ignore[arg-type]
-        view = _view(row)  # type: ignore[arg-type]
+    return _expiry_reason(rt, row, now) is not None or timestamps.parse(now) - timestamps.parse(row.last_seen_at) >= timedelta(seconds=TOUCH_EVERY_SECONDS)
+
+
+def _current_session(rt: Runtime, db: Session, cookie_value: str) -> SessionView | None:
+    now = timestamps.stamp()
+    row = _session_row(db, cookie_hash(cookie_value))
+    if row is None:
+        return None
+    reason = _expiry_reason(rt, row, now)
     if reason == "ended":
         return None
     if reason is not None:
-        with rt.db.transaction() as db:
-            end_session(rt, db, Actor.system("sso"), session_id=view.id, reason=reason)
+        end_session(rt, db, Actor.system("sso"), session_id=row.id, reason=reason)
         return None
-    if timestamps.parse(now) - timestamps.parse(view.last_seen_at) >= timedelta(seconds=TOUCH_EVERY_SECONDS):
-        with rt.db.transaction() as db:
-            db.execute(update(BrowserSession).where(BrowserSession.id == view.id, BrowserSession.ended_at.is_(None)).values(last_seen_at=now))
-    return view
+    if timestamps.parse(now) - timestamps.parse(row.last_seen_at) >= timedelta(seconds=TOUCH_EVERY_SECONDS):
+        db.execute(update(BrowserSession).where(BrowserSession.id == row.id, BrowserSession.ended_at.is_(None)).values(last_seen_at=now))
+    return _view(row)
 
 
 def start_session(

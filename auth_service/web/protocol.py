@@ -104,8 +104,7 @@ def _authorize(rt: Runtime, request: Request, pairs: list[tuple[str, str]], *, p
             return browser.render("error.html", status=400, message=browser.t(key, detail=exc.description), error_code=exc.error)
         return browser.redirect(authz.error_redirect(rt, exc), status=303 if post else 302)
     browser.prefer(req.ui_locales)
-    session = sessions_mod.current_session(rt, browser.session_cookie)
-    return resume(rt, browser, client, req, session, post=post)
+    return resume(rt, browser, client, req, None, post=post, look_up_session=True)
 
 
 def resume(
@@ -117,11 +116,16 @@ def resume(
     *,
     post: bool = False,
     state: authz.InteractionState | None = None,
+    look_up_session: bool = False,
 ) -> Response:
     """Decide the next step of an authorization request: issue a code, or send the user to log in,
-    step up or consent (carrying the request in an interaction bound to this browser)."""
+    step up or consent (carrying the request in an interaction bound to this browser).
+    ``look_up_session``: find the browser's session inside this transaction (one database session
+    for the whole authorization request)."""
     status = 303 if post else 302
     with rt.db.transaction() as db:
+        if look_up_session:
+            session = sessions_mod.current_session(rt, browser.session_cookie, db=db)
         step = authz.next_step(
             db, client, req, session, authenticated_here=bool(state and state.authenticated), consented_here=bool(state and state.consented)
         )

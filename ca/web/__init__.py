@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 
 from ca.web import certificates, status
 from core.runtime import Runtime
+from core.web import add_early_answer
 
 router = APIRouter()
 router.include_router(status.router)
@@ -36,5 +37,7 @@ def router_for(rt: Runtime) -> APIRouter:
 
 
 def install(app: FastAPI, rt: Runtime) -> None:
-    """ASGI layers in front of the framework (added last, so outermost): the OCSP fast path."""
+    """ASGI layers in front of the framework (added last, so outermost): the OCSP fast path; and the
+    OCSP answers the HTTP protocol gives itself from the cache (``eauth.http_protocol``)."""
     app.add_middleware(status.OcspFastPath, rt=rt)
+    add_early_answer(app, status.early_answer(rt))

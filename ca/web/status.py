@@ -33,7 +33,7 @@ from ca import crl, ocsp, publisher, revocation
 from core.errors import Kind, Problem
 from core.runtime import Runtime
 from core.security import Principal, Role
-from core.web import RuntimeDep, require
+from core.web import EarlyAnswer, RuntimeDep, require
 
 router = APIRouter()
 
@@ -84,19 +84,7 @@ def _cache_headers(entry: ocsp.Cached) -> list[tuple[bytes, bytes]]:
     ]
 
 
-async def respond_ocsp(rt: Runtime, data: bytes | None, *, get: bool, if_none_match: bytes | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """(HTTP status, headers, body) for one OCSP request."""
-    st = ocsp.state(rt)
-    parsed = ocsp.parse_request(st, data) if data else ocsp.MALFORMED
-    entry = None
-    if isinstance(parsed, bytes):
-        der = parsed
-    else:
-        entry = ocsp.cached(st, parsed)
-        if entry is not None:
-            der = entry.der
-        else:
-            der, entry = await run_in_threadpool(ocsp.answer, rt, parsed)
+def _respond(der: bytes, entry: ocsp.Cached | None, *, get: bool, if_none_match: bytes | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     headers = [(b"content-type", OCSP_RESPONSE.encode())]
     if get and entry is not None:
         headers += _cache_headers(entry)
@@ -106,6 +94,55 @@ async def respond_ocsp(rt: Runtime, data: bytes | None, *, get: bool, if_none_ma
         headers.append((b"cache-control", b"no-cache"))
     headers.append((b"content-length", str(len(der)).encode()))
     return 200, headers, der
+
+
+def answer_now(st: ocsp.ResponderState, data: bytes | None, *, get: bool, if_none_match: bytes | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes] | ocsp.Parsed:
+    """(HTTP status, headers, body) for one OCSP request when it needs no I/O: a fresh copy in this
+    process's cache, or an unsuccessful response (malformed, unauthorized). Else the parsed request,
+    to be answered from the database or the HSM (:func:`respond_ocsp`)."""
+    parsed = ocsp.parse_request(st, data) if data else ocsp.MALFORMED
+    if isinstance(parsed, bytes):
+        return _respond(parsed, None, get=get, if_none_match=if_none_match)
+    if parsed.issuer is None:
+        return _respond(ocsp.UNAUTHORIZED, None, get=get, if_none_match=if_none_match)
+    entry = ocsp.cached(st, parsed)
+    if entry is None:
+        return parsed
+    return _respond(entry.der, entry, get=get, if_none_match=if_none_match)
+
+
+async def respond_ocsp(rt: Runtime, data: bytes | None, *, get: bool, if_none_match: bytes | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """(HTTP status, headers, body) for one OCSP request."""
+    st = ocsp.state(rt)
+    done = answer_now(st, data, get=get, if_none_match=if_none_match)
+    if not isinstance(done, ocsp.Parsed):
+        return done
+    der, entry = await run_in_threadpool(ocsp.answer, rt, done)
+    return _respond(der, entry, get=get, if_none_match=if_none_match)
+
+
+def early_answer(rt: Runtime) -> EarlyAnswer:
+    """``/ocsp`` answered by the HTTP protocol itself (``eauth.http_protocol``) when the answer is in
+    this process's cache: no ASGI layer, no task, one write. Misses, nonces and bodies that arrive in
+    pieces go to :class:`OcspFastPath` as before."""
+    st = ocsp.state(rt)
+
+    def answer(method: str, raw_path: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        if method == "POST":
+            if raw_path not in (b"/ocsp", b"/ocsp/") or len(body) > MAX_OCSP_REQUEST:
+                return None
+            out = answer_now(st, body, get=False)
+        elif len(raw_path) <= 6 or raw_path[5] != 0x2F or len(raw_path) > 2 * MAX_OCSP_REQUEST:  # "/ocsp/…"
+            return None
+        else:
+            if_none_match = None
+            for name, value in headers:
+                if name == b"if-none-match":
+                    if_none_match = value
+            out = answer_now(st, _decode_get(raw_path[6:]), get=True, if_none_match=if_none_match)
+        return None if isinstance(out, ocsp.Parsed) else out
+
+    return EarlyAnswer(prefix=b"/ocsp", methods=frozenset({"GET", "HEAD", "POST"}), max_body=MAX_OCSP_REQUEST, answer=answer)
 
 
 class OcspFastPath:

@@ -94,7 +94,7 @@ def serve(
     """Serve the platform over HTTP."""
     import uvicorn
 
-    from eauth.http_protocol import HeaderDeadlineProtocol
+    from eauth.http_protocol import EarlyAnswerProtocol
 
     bound_malloc_arenas()  # before any thread allocates
     if only:
@@ -124,7 +124,7 @@ def serve(
         access_log=False,
         proxy_headers=False,
         timeout_keep_alive=5,
-        http=HeaderDeadlineProtocol,  # headers within 10 s (slow-loris); bodies: core.web.SlowBodyGuard
+        http=EarlyAnswerProtocol,  # OCSP cache hits answered in the protocol; headers within 10 s (slow-loris); bodies: core.web.SlowBodyGuard
     )
 
 

@@ -516,12 +516,12 @@ def test_slow_headers_and_silent_connections_are_closed(rt, live) -> None:  # ty
     import uvicorn
 
     from eauth.app import create_app
-    from eauth.http_protocol import HEADER_TIMEOUT, HeaderDeadlineProtocol
+    from eauth.http_protocol import HEADER_TIMEOUT, EarlyAnswerProtocol
     from tests.conftest import free_port
 
     assert HEADER_TIMEOUT == 10.0
 
-    class Quick(HeaderDeadlineProtocol):
+    class Quick(EarlyAnswerProtocol):  # its deadline passes to the uvicorn protocol it hands over to
         header_timeout = 1.0
 
     port = free_port()
@@ -575,6 +575,18 @@ def test_slow_headers_and_silent_connections_are_closed(rt, live) -> None:  # ty
                     body += sock.recv(65536)
                 assert head.startswith(b"HTTP/1.1 200"), head
                 time.sleep(0.7)
+        # The same for requests the protocol answers itself (OCSP, here malformedRequest): kept alive
+        # 0.7 s apart, then a next request whose headers trickle is cut off like the first.
+        with raw(url) as sock:
+            for _ in range(3):
+                sock.sendall(b"GET /ocsp/AAAA HTTP/1.1\r\nHost: x\r\n\r\n")
+                sock.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += sock.recv(65536)
+                assert data.startswith(b"HTTP/1.1 200") and b"application/ocsp-response" in data, data
+                time.sleep(0.7)
+            assert 0.9 <= closed_after(sock, b"GET /ocsp/AAAA HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100) < 3
         # A body that takes 2 s (past the header deadline, within the body allowance) is answered.
         with raw(url) as sock:
             payload = json.dumps({"x": "a" * 3000}).encode()

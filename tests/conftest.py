@@ -251,8 +251,11 @@ class LiveServer:
 def serve_app(app: object, port: int | None = None) -> Iterator[LiveServer]:
     import uvicorn
 
+    from eauth.http_protocol import EarlyAnswerProtocol
+
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+    # eauth serve's HTTP protocol (OCSP cache hits answered in the protocol, header deadline)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on", http=EarlyAnswerProtocol)
     server = uvicorn.Server(config)
     reserved = _RESERVED.pop(port, None)  # uvicorn serves on the held socket (and closes it when done)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [reserved]} if reserved else {}, daemon=True)

@@ -52,6 +52,7 @@ class JobView:
     created_at: str
     finished_at: str | None
     profile: str
+    department_id: str | None = None  # staff of this department (a department administrator's upload)
 
 
 def _view(job: BulkJob) -> JobView:
@@ -59,7 +60,8 @@ def _view(job: BulkJob) -> JobView:
     meta = results[0] if results and "profile" in results[0] else {"profile": ""}
     rows = tuple(r for r in results if "row" in r)
     return JobView(
-        job.id, job.filename, job.state, job.total, job.processed, job.failed, rows, job.created_by, job.created_by_name, job.created_at, job.finished_at, meta["profile"]
+        job.id, job.filename, job.state, job.total, job.processed, job.failed, rows, job.created_by, job.created_by_name, job.created_at, job.finished_at, meta["profile"],
+        meta.get("department"),
     )
 
 
@@ -99,7 +101,14 @@ def _csr_bytes(value: str) -> bytes:
         raise Problem(Kind.INVALID_INPUT, "admin.bulk_bad_csr", "the csr column is neither PEM nor base64 DER") from exc
 
 
-def create_job(rt: Runtime, db: Session, actor: Actor, *, filename: str, data: bytes, profile: str) -> JobView:
+def create_job(rt: Runtime, db: Session, actor: Actor, *, filename: str, data: bytes, profile: str, department_id: str | None = None) -> JobView:
+    """Queue an upload. With ``department_id`` (a department administrator's staff list) every row
+    becomes a member of that department with a ``staff`` certificate request."""
+    if department_id is not None:
+        from identity import service as identity
+
+        profile = service.STAFF_PROFILE
+        identity.get_org(db, department_id)
     if profile not in service.csr_profiles():
         raise invalid("admin.bulk_bad_profile", f"profile must be one of {', '.join(service.csr_profiles())}", profile="unknown")
     rows = parse_csv(data)
@@ -114,12 +123,14 @@ def create_job(rt: Runtime, db: Session, actor: Actor, *, filename: str, data: b
         processed=0,
         failed=0,
         payload_ct=rt.vault.encrypt(json.dumps(rows, ensure_ascii=False), context=CTX_PAYLOAD),
-        results=json.dumps([{"profile": profile}]),
+        results=json.dumps([{"profile": profile, **({"department": department_id} if department_id else {})}]),
         created_at=now,
     )
     db.add(job)
     db.flush()
-    rt.audit.record(db, actor=actor, action="admin.bulk.upload", target=f"bulk:{job.id}", details={"rows": len(rows), "profile": profile, "file": filename[:200]})
+    rt.audit.record(
+        db, actor=actor, action="admin.bulk.upload", target=f"bulk:{job.id}", details={"rows": len(rows), "profile": profile, "file": filename[:200], "department": department_id}
+    )
     return _view(job)
 
 
@@ -130,8 +141,9 @@ def get_job(db: Session, job_id: str) -> JobView:
     return _view(job)
 
 
-def list_jobs(db: Session, *, limit: int = 20) -> list[JobView]:
-    return [_view(j) for j in db.execute(select(BulkJob).order_by(BulkJob.created_at.desc()).limit(limit)).scalars()]
+def list_jobs(db: Session, *, limit: int = 20, department_id: str | None = None) -> list[JobView]:
+    jobs = [_view(j) for j in db.execute(select(BulkJob).order_by(BulkJob.created_at.desc()).limit(limit if department_id is None else 500)).scalars()]
+    return jobs if department_id is None else [j for j in jobs if j.department_id == department_id][:limit]
 
 
 def process(rt: Runtime, actor: Actor, job_id: str) -> JobView:
@@ -146,14 +158,22 @@ def process(rt: Runtime, actor: Actor, job_id: str) -> JobView:
         rows = json.loads(rt.vault.decrypt(job.payload_ct, context=CTX_PAYLOAD))
         results = json.loads(job.results)
         profile = results[0]["profile"]
+        department = results[0].get("department")
     for n, row in enumerate(rows, start=1):
         outcome: dict[str, Any] = {"row": n}
         try:
             with rt.db.transaction() as db:
-                person = identity.register_person(rt, db, actor, name=row["name"], id_number=row["id_number"], phone=row["phone"] or None)
-                request = service.create_request(
-                    rt, db, actor, type="new", subject_kind="person", subject_id=person.id, profile=profile, csr=_csr_bytes(row["csr"]), comment=f"bulk {job_id}"
-                )
+                if department:
+                    request = service.enrol_staff(
+                        rt, db, actor, department_id=department, name=row["name"], id_number=row["id_number"], phone=row["phone"] or None,
+                        csr=_csr_bytes(row["csr"]), comment=f"bulk {job_id}",
+                    )
+                    person = identity.get_person(db, request.subject_id)
+                else:
+                    person = identity.register_person(rt, db, actor, name=row["name"], id_number=row["id_number"], phone=row["phone"] or None)
+                    request = service.create_request(
+                        rt, db, actor, type="new", subject_kind="person", subject_id=person.id, profile=profile, csr=_csr_bytes(row["csr"]), comment=f"bulk {job_id}"
+                    )
                 outcome.update(ok=True, person=person.id, request=request.id, name=person.name)
         except Problem as exc:
             outcome.update(ok=False, code=exc.code, detail=mask_text(exc.detail)[:200])

@@ -738,3 +738,38 @@ def appoint_operator(
     if Role.DEPARTMENT_ADMIN.value in roles and dept_id is None:
         raise invalid("admin.department_required", "a department administrator needs a department", department="required")
     return identity.set_operator(rt, db, actor, person_id=target.id, roles=roles, department_id=dept_id, active=active)
+
+
+# -- department staff --------------------------------------------------------------------------------
+
+STAFF_PROFILE = "staff"
+
+
+def enrol_staff(
+    rt: Runtime,
+    db: Session,
+    actor: Actor,
+    *,
+    department_id: str,
+    name: str,
+    id_number: str,
+    csr: str | bytes,
+    phone: str | None = None,
+    title: str | None = None,
+    comment: str = "",
+) -> RequestView:
+    """A department's staff member: registered (or found) in the registry, made a member of the
+    department, and a ``staff`` certificate requested for them — submitted for an approver (the
+    department administrator vouches; the registration authority still decides)."""
+    from identity import service as identity
+
+    dept = identity.get_org(db, department_id)
+    if dept.type not in ("government", "institution"):
+        raise Problem(Kind.POLICY, "admin.not_a_department", "staff certificates are for government departments and public institutions")
+    person = identity.register_person(rt, db, actor, name=name, id_number=id_number, phone=phone or None)
+    identity.add_membership(rt, db, actor, person_id=person.id, org_id=dept.id, title=(title or "").strip()[:100] or None)
+    note = _comment(comment)
+    return create_request(
+        rt, db, actor, type="new", subject_kind="person", subject_id=person.id, profile=STAFF_PROFILE, csr=csr,
+        comment=(f"staff of {dept.name}" + (f": {note}" if note else ""))[:MAX_COMMENT],
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from admin.web import administration, api, api_ca, api_seals, audit, auth, certificates, console, dashboard, departments, registry, requests
+from admin.web import administration, api, api_ca, api_enrolment, api_seals, audit, auth, certificates, console, dashboard, departments, registry, requests
 from core.errors import Kind, Problem
 from core.runtime import Runtime
 
@@ -28,6 +28,7 @@ for module in (auth, dashboard, registry, requests, certificates, departments, a
 router.include_router(api.router)
 router.include_router(api_seals.router)
 router.include_router(api_ca.router)
+router.include_router(api_enrolment.router)
 
 
 def setup(rt: Runtime) -> None:

@@ -25,6 +25,20 @@ READERS = frozenset({Role.REGISTRATION_OFFICER, Role.APPROVER, Role.CA_ADMIN, Ro
 Reader = Annotated[ConsoleUser, Depends(console(READERS))]
 Officer = Annotated[ConsoleUser, Depends(console({Role.REGISTRATION_OFFICER}))]
 BulkReader = Annotated[ConsoleUser, Depends(console({Role.REGISTRATION_OFFICER, Role.APPROVER}))]
+JobReader = Annotated[ConsoleUser, Depends(console({Role.REGISTRATION_OFFICER, Role.APPROVER, Role.DEPARTMENT_ADMIN, Role.CA_ADMIN}))]
+
+
+def _visible_job(user: ConsoleUser, job: bulk.JobView) -> None:
+    """Officers and approvers see every job; department administrators their department's staff lists."""
+    from admin.web.departments import scope_of
+
+    if user.has_any(Role.REGISTRATION_OFFICER, Role.APPROVER):
+        return
+    scope = scope_of(user)
+    if scope is not None and job.department_id != scope:
+        raise Problem(Kind.FORBIDDEN, "admin.other_department", "this belongs to another department")
+    if scope is None and job.department_id is None:
+        raise Problem(Kind.FORBIDDEN, "auth.insufficient_role", "requires one of: approver, registration_officer")
 Approver = Annotated[ConsoleUser, Depends(console({Role.APPROVER}))]
 
 
@@ -183,18 +197,20 @@ def bulk_upload(request: Request, user: Officer, file: Annotated[UploadFile, Fil
 
 
 @router.get("/bulk/{job_id}", response_class=HTMLResponse, name="admin_bulk_job")
-def bulk_job(request: Request, user: BulkReader, job_id: str) -> Response:
+def bulk_job(request: Request, user: JobReader, job_id: str) -> Response:
     rt = _rt(request)
     with rt.db.read() as db:
         job = bulk.get_job(db, job_id[:32])
+    _visible_job(user, job)
     return render(request, "bulk_job.html", {"job": job})
 
 
 @router.get("/bulk/{job_id}/progress", name="admin_bulk_progress")
-def bulk_progress(request: Request, user: BulkReader, job_id: str) -> Response:
+def bulk_progress(request: Request, user: JobReader, job_id: str) -> Response:
     rt = _rt(request)
     with rt.db.read() as db:
         job = bulk.get_job(db, job_id[:32])
+    _visible_job(user, job)
     return JSONResponse({"state": job.state, "total": job.total, "processed": job.processed, "failed": job.failed}, headers={"cache-control": "no-store"})
 
 

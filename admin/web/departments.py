@@ -30,6 +30,7 @@ FLASH = {
     "disabled": "Disabled.",
     "enabled": "Enabled.",
     "image": "Stamp image replaced: documents sealed from now on show it.",
+    "staff": "Staff member enrolled: the certificate request awaits an approver.",
 }
 
 
@@ -216,6 +217,89 @@ def seal_certificate_request(
         _check_department(user, seal.department_id)
         view = service.create_request(rt, db, user.actor, type=type, target_serial=seal.cert_serial, reason=reason or None, comment=comment)
     return RedirectResponse(f"/admin/requests/{view.id}?done=created", status_code=303)
+
+
+# -- staff enrolment -----------------------------------------------------------------------------------
+
+
+def _department_for(db, user: ConsoleUser, department: str) -> str:  # type: ignore[no-untyped-def]
+    """The department a form acts for: a department administrator's own; a CA administrator names one."""
+    from identity import service as identity
+
+    scope = scope_of(user)
+    dept_id = identity.resolve_org(db, department.strip()).id if department.strip() else scope
+    if dept_id is None:
+        raise Problem(Kind.VALIDATION, "admin.department_required", "name the department (USCC or id)")
+    _check_department(user, dept_id)
+    return dept_id
+
+
+def _staff_page(request: Request, user: ConsoleUser, *, done: str = "", error: Problem | None = None, values: dict[str, str] | None = None) -> Response:
+    from admin import bulk
+    from ca import service as ca_service
+    from identity import service as identity
+
+    rt = _rt(request)
+    scope = scope_of(user)
+    rows = []
+    with rt.db.read() as db:
+        dept = identity.get_org(db, scope) if scope else None
+        if dept is not None:
+            for m in identity.members_of(db, dept.id, limit=200):
+                person = identity.get_person(db, m.person_id)
+                certs = [c for c in ca_service.certificates_of(db, person_id=person.id) if c.profile == service.STAFF_PROFILE]
+                pending = [r for r in service.list_requests(db, subject_id=person.id, state="submitted", limit=20).items if r.profile == service.STAFF_PROFILE]
+                rows.append((m, person, certs, pending))
+        jobs = bulk.list_jobs(db, department_id=scope) if scope else [j for j in bulk.list_jobs(db, limit=50) if j.department_id]
+    context = {"dept": dept, "rows": rows, "jobs": jobs, "scope": scope, "flash": FLASH.get(done), "error": error, "values": values or {}, "columns": bulk.COLUMNS}
+    return render(request, "staff.html", context, status=error.status if error else 200)
+
+
+@router.get("/staff", response_class=HTMLResponse, name="admin_staff")
+def staff(request: Request, user: DeptAdmin, done: str = "") -> Response:
+    """The department's staff and their staff certificates; enrol one or upload a list."""
+    return _staff_page(request, user, done=done)
+
+
+@router.post("/staff", response_class=HTMLResponse, name="admin_staff_enrol")
+def staff_enrol(
+    request: Request,
+    user: DeptAdmin,
+    name: Annotated[str, Form(max_length=200)],
+    id_number: Annotated[str, Form(max_length=40)],
+    csr: Annotated[str, Form(max_length=32768)],
+    phone: Annotated[str, Form(max_length=20)] = "",
+    title: Annotated[str, Form(max_length=100)] = "",
+    department: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Enrol one staff member of the administrator's own department (a request for an approver)."""
+    rt = _rt(request)
+    try:
+        with rt.db.transaction() as db:
+            dept_id = _department_for(db, user, department)
+            service.enrol_staff(rt, db, user.actor, department_id=dept_id, name=name, id_number=id_number, phone=phone or None, title=title, csr=csr)
+    except Problem as exc:
+        if exc.status in (401, 403):
+            raise
+        return _staff_page(request, user, error=exc, values={"name": name, "phone": phone, "title": title, "csr": csr})
+    return RedirectResponse("/admin/staff?done=staff", status_code=303)
+
+
+@router.post("/staff/bulk", name="admin_staff_bulk")
+def staff_bulk(
+    request: Request, user: DeptAdmin, file: Annotated[UploadFile, File()], department: Annotated[str, Form(max_length=64)] = ""
+) -> Response:
+    """Upload the department's staff list (CSV as for bulk enrolment): each row becomes a member of
+    the department with a staff certificate request."""
+    from admin import bulk
+
+    rt = _rt(request)
+    data = file.file.read(bulk.MAX_BYTES + 1)
+    with rt.db.transaction() as db:
+        dept_id = _department_for(db, user, department)
+        job = bulk.create_job(rt, db, user.actor, filename=file.filename or "staff.csv", data=data, profile=service.STAFF_PROFILE, department_id=dept_id)
+    bulk.start(rt, user.actor, job.id)
+    return RedirectResponse(f"/admin/bulk/{job.id}", status_code=303)
 
 
 # -- department clients ------------------------------------------------------------------------------

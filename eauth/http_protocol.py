@@ -23,7 +23,7 @@ server (docs/performance.md, OCSP responder).
 
 Relies on uvicorn's httptools protocol (``on_message_begin``, ``on_headers_complete``, the
 ``ServerState`` it shares with the server) and on httptools' parser, pinned with uvicorn in
-requirements.lock and exercised by tests/deploy/test_http_protocol.py.
+requirements.lock and exercised by tests/ca/test_ocsp_protocol.py and tests/reliability/test_limits.py.
 """
 
 from __future__ import annotations

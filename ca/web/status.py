@@ -60,9 +60,23 @@ def teardown(rt: Runtime) -> None:
 # -- OCSP: shared by the fast path and the routes -------------------------------------------------------
 
 
+_ESCAPES = ((b"%2F", b"/"), (b"%2B", b"+"), (b"%3D", b"="), (b"%2f", b"/"), (b"%2b", b"+"), (b"%3d", b"="))
+
+
+def _unquote(encoded: bytes) -> bytes:
+    """``unquote_to_bytes`` with the escapes base64 needs (``+ / =``) undone by ``bytes.replace``
+    first: the same bytes, several times faster for the usual request."""
+    if b"%" not in encoded:
+        return encoded
+    for escaped, char in _ESCAPES:
+        if escaped in encoded:
+            encoded = encoded.replace(escaped, char)
+    return unquote_to_bytes(encoded) if b"%" in encoded else encoded
+
+
 def _decode_get(encoded: bytes) -> bytes | None:
     """The DER from the GET path segment: URL-decoded base64, standard or URL-safe alphabet."""
-    text = unquote_to_bytes(encoded).strip().translate(None, b"\r\n ")
+    text = _unquote(encoded).strip().translate(None, b"\r\n ")
     text = text.replace(b"-", b"+").replace(b"_", b"/")
     text += b"=" * (-len(text) % 4)
     try:

@@ -62,3 +62,79 @@ def test_warm_cache_loads_fresh_responses_and_skips_stale_ones(rt, subjects) -> 
         stored = db.get(OcspResponse, (fresh.issuer, fresh.serial)).der
     assert st.cache[keys[fresh.serial]].der == stored
     assert keys[stale.serial] not in st.cache
+
+
+# -- the quick CertID reader (ca.ocsp.quick_certid) against cryptography's parser ----------------------
+
+
+def _full_read(data: bytes) -> tuple[bytes, bytes, int] | None:
+    """What the full parser makes of ``data``, in the quick reader's terms (None: not that form)."""
+    from cryptography.x509 import ocsp as x509_ocsp
+
+    try:
+        req = x509_ocsp.load_der_ocsp_request(data)
+        if req.hash_algorithm.name != "sha1" or len(req.extensions) or req.serial_number <= 0:
+            return None
+        return req.issuer_name_hash, req.issuer_key_hash, req.serial_number
+    except Exception:  # noqa: BLE001 - unreadable
+        return None
+
+
+def _request(name_hash: bytes, key_hash: bytes, serial: int, *, null_params: bool = True) -> bytes:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp as x509_ocsp
+
+    der = x509_ocsp.OCSPRequestBuilder().add_certificate_by_hash(name_hash, key_hash, serial, hashes.SHA1()).build().public_bytes(serialization.Encoding.DER)
+    if null_params:
+        return der
+    # The same request with the AlgorithmIdentifier's parameters absent (RFC 5754 allows both).
+    der = der.replace(bytes.fromhex("300906052b0e03021a0500"), bytes.fromhex("300706052b0e03021a"), 1)
+    out = bytearray(der)
+    for i in (1, 3, 5, 7, 9):
+        out[i] -= 2
+    return bytes(out)
+
+
+def test_quick_certid_reads_rfc5019_requests_as_the_full_parser_does() -> None:
+    import os
+    import random
+
+    rng = random.Random(6960)
+    serials = [1, 127, 128, 255, 256, (1 << 159) - 1, 1 << 159, (1 << 160) - 1, *(rng.getrandbits(rng.randint(1, 160)) or 1 for _ in range(300))]
+    for serial in serials:
+        for null_params in (True, False):
+            der = _request(os.urandom(20), os.urandom(20), serial, null_params=null_params)
+            assert ocsp.quick_certid(der) == _full_read(der) is not None, (serial, der.hex())
+
+
+def test_quick_certid_never_accepts_what_the_full_parser_reads_differently() -> None:
+    """Random damage to valid requests (bytes changed, cut, added) and other forms (nonce, SHA-256,
+    two CertIDs): whenever the quick reader answers, the full parser reads the same CertID."""
+    import os
+    import random
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp as x509_ocsp
+
+    rng = random.Random(5019)
+    nonce = x509_ocsp.OCSPRequestBuilder().add_certificate_by_hash(os.urandom(20), os.urandom(20), 99, hashes.SHA1()).add_extension(x509.OCSPNonce(os.urandom(16)), critical=False)
+    sha256 = x509_ocsp.OCSPRequestBuilder().add_certificate_by_hash(os.urandom(32), os.urandom(32), 99, hashes.SHA256())
+    for other in (nonce, sha256):
+        assert ocsp.quick_certid(other.build().public_bytes(serialization.Encoding.DER)) is None
+    seen = 0
+    for _ in range(20_000):
+        der = bytearray(_request(os.urandom(20), os.urandom(20), rng.getrandbits(rng.randint(1, 160)) or 1, null_params=rng.random() < 0.5))
+        for _ in range(rng.randint(1, 3)):
+            kind = rng.random()
+            if kind < 0.6 and der:
+                der[rng.randrange(len(der))] = rng.choice((0, 1, 2, 0x7F, 0x80, 0xFF, rng.randrange(256)))
+            elif kind < 0.8 and der:
+                del der[rng.randrange(len(der)) :]
+            else:
+                der[rng.randrange(len(der) + 1) : 0] = bytes([rng.randrange(256)])
+        quick = ocsp.quick_certid(bytes(der))
+        if quick is not None:
+            seen += 1
+            assert quick == _full_read(bytes(der)), bytes(der).hex()
+    assert seen > 1000  # the damage often leaves a valid request (a hash byte changed): those were compared

@@ -208,6 +208,21 @@ class HsmEcPrivateKey(_TokenKey, ec.EllipticCurvePrivateKey):
         with self._token.operation("sign"), translate_pkcs11_error(f"sign with {self.label}", label=self.label), self._token.session() as sess:
             return self._private_object(sess).sign(digest, mechanism=Mechanism.ECDSA)
 
+    def sign_digests_raw(self, digests: list[bytes], *, per_borrow: int = 32) -> list[bytes]:
+        """:meth:`sign_digest_raw` for each digest (sealing a batch of records), borrowing a session
+        and the module lock once per ``per_borrow`` signatures: the borrow cost ≈ 15 µs beside
+        ≈ 70 µs of signature on SoftHSM2, while ``per_borrow`` keeps other callers' wait short.
+        Each signature still passes the fault hook and is timed for the observer."""
+        out: list[bytes] = []
+        token = self._token
+        for start in range(0, len(digests), per_borrow):
+            with translate_pkcs11_error(f"sign with {self.label}", label=self.label), token.session() as sess:
+                key = self._private_object(sess)
+                for digest in digests[start : start + per_borrow]:
+                    with token.operation("sign"):
+                        out.append(key.sign(digest, mechanism=Mechanism.ECDSA))
+        return out
+
     def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         if not isinstance(signature_algorithm, ec.ECDSA):
             raise HsmError(HsmErrorKind.UNSUPPORTED, "only ECDSA signatures are supported", label=self.label)

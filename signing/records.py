@@ -69,15 +69,26 @@ def sniff(data: bytes) -> str | None:
 
 
 class JwsSealer:
-    """Seals records with one seal key: header parts fixed per seal, one HSM signature per record."""
+    """Seals records with one seal key: header parts fixed per seal, one HSM signature per record.
 
-    def __init__(self, key: Any, chain_der: list[bytes], *, alg: str, sign_digest: Any) -> None:
+    ``sign_digest(signing_input) -> signature`` signs one JWS signing input. ``sign_digests``
+    (optional, EC keys) signs a list of digests of signing inputs — the hash named by
+    :data:`JWS_ALGS` — in one token borrow; with it, :meth:`seal_many` hashes the shared
+    ``BASE64URL(header) || '.'`` prefix once per batch (≈ 3 kB with the ``x5c`` chain) and only the
+    payload per record.
+    """
+
+    def __init__(self, key: Any, chain_der: list[bytes], *, alg: str, sign_digest: Any, sign_digests: Any = None) -> None:
         self.key = key
         self.alg = alg
         self.x5c = [base64.b64encode(c).decode() for c in chain_der]
         self.x5t = b64u(hashlib.sha256(chain_der[0]).digest())
         self._sign_digest = sign_digest
-        self._protected: tuple[datetime, str] | None = None  # a batch shares one signing time
+        self._sign_digests = sign_digests
+        self._hash_name = JWS_ALGS[alg][0] if alg in JWS_ALGS else "sha256"
+        # a batch shares one signing time: (time, protected, hash state of "protected." for the
+        # signature, sha256 state of the same for the register digest)
+        self._protected: tuple[datetime, str, Any, Any] | None = None
 
     def header(self, signing_time: datetime) -> dict[str, Any]:
         return {
@@ -90,24 +101,49 @@ class JwsSealer:
             "crit": ["sigT"],
         }
 
+    def _protected_for(self, signing_time: datetime) -> tuple[datetime, str, Any, Any]:
+        cached = self._protected
+        if cached is None or cached[0] != signing_time:
+            protected = b64u(json.dumps(self.header(signing_time), separators=(",", ":")).encode())
+            prefix = f"{protected}.".encode("ascii")
+            cached = (signing_time, protected, hashlib.new(self._hash_name, prefix), hashlib.sha256(prefix))
+            self._protected = cached
+        return cached
+
     def seal(self, payload: bytes, *, signing_time: datetime, detached: bool = False, timestamp: Any = None) -> str:
         """Compact JWS (B-B), or flattened JSON with a signature timestamp (B-T) when ``timestamp``
         (a callable digest → DER token) is given."""
-        cached = self._protected
-        if cached is not None and cached[0] == signing_time:
-            protected = cached[1]
+        return self.seal_many([payload], signing_time=signing_time, detached=detached, timestamp=timestamp)[0][0]
+
+    def seal_many(self, payloads: list[bytes], *, signing_time: datetime, detached: bool = False, timestamp: Any = None) -> list[tuple[str, str]]:
+        """:meth:`seal` for each payload: ``(JWS text, SHA-256 hex of its ASCII bytes)`` each."""
+        _, protected, sign_prefix, register_prefix = self._protected_for(signing_time)
+        bodies = [b64u(p) for p in payloads]
+        if self._sign_digests is not None:
+            states = []
+            for body in bodies:
+                state = sign_prefix.copy()
+                state.update(body.encode("ascii"))
+                states.append(state)
+            raw = self._sign_digests([state.digest() for state in states])
         else:
-            protected = b64u(json.dumps(self.header(signing_time), separators=(",", ":")).encode())
-            self._protected = (signing_time, protected)
-        body = b64u(payload)
-        signature = b64u(self._sign_digest(f"{protected}.{body}".encode("ascii")))
-        if timestamp is None:
-            return f"{protected}.{'' if detached else body}.{signature}"
-        token = timestamp(hashlib.sha256(signature.encode("ascii")).digest())
-        out: dict[str, Any] = {"protected": protected, "header": {"etsiU": [{"sigTst": {"tstTokens": [{"val": base64.b64encode(token).decode()}]}}]}, "signature": signature}
-        if not detached:
-            out["payload"] = body
-        return json.dumps(out, separators=(",", ":"))
+            raw = [self._sign_digest(f"{protected}.{body}".encode("ascii")) for body in bodies]
+        out = []
+        for body, sig in zip(bodies, raw, strict=True):
+            signature = b64u(sig)
+            if timestamp is None:
+                text = f"{protected}.{'' if detached else body}.{signature}"
+                state = register_prefix.copy()
+                state.update(text[len(protected) + 1 :].encode("ascii"))
+                out.append((text, state.hexdigest()))
+                continue
+            token = timestamp(hashlib.sha256(signature.encode("ascii")).digest())
+            obj: dict[str, Any] = {"protected": protected, "header": {"etsiU": [{"sigTst": {"tstTokens": [{"val": base64.b64encode(token).decode()}]}}]}, "signature": signature}
+            if not detached:
+                obj["payload"] = body
+            text = json.dumps(obj, separators=(",", ":"))
+            out.append((text, hashlib.sha256(text.encode("ascii")).hexdigest()))
+        return out
 
 
 # -- JWS verification --------------------------------------------------------------------------------

@@ -216,3 +216,25 @@ def test_keyspec_refuses_weak_or_unknown() -> None:
         with pytest.raises(ValueError):
             KeySpec.parse(bad)
     assert SO_PIN  # the pool's SO PIN is set (token initialisation needs it)
+
+
+def test_a_batch_of_digests_is_signed_across_borrows_each_signature_observed(token: Token) -> None:
+    """``sign_digests_raw`` (sealing a batch of records): one signature per digest, in order, across
+    several session borrows; each passes the fault hook and is timed for the observer."""
+    import hashlib
+
+    key = token.generate(KeySpec.parse("ec-p256"), "test/batch")
+    public = key.public_key()  # type: ignore[union-attr]
+    messages = [f"record {i}".encode() for i in range(70)]
+    seen: list[str] = []
+    token.fault_hook, token.observer = seen.append, None
+    try:
+        raw = key.sign_digests_raw([hashlib.sha256(m).digest() for m in messages], per_borrow=32)  # type: ignore[union-attr]
+    finally:
+        token.fault_hook = None
+    assert len(raw) == len(messages) and seen == ["sign"] * len(messages)
+    for message, sig in zip(messages, raw, strict=True):
+        der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+        public.verify(der, message, ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(Exception):  # noqa: B017 - cryptography's InvalidSignature: the order matters
+        public.verify(utils.encode_dss_signature(int.from_bytes(raw[1][:32], "big"), int.from_bytes(raw[1][32:], "big")), messages[0], ec.ECDSA(hashes.SHA256()))

@@ -139,3 +139,23 @@ def test_record_batch_is_one_transaction_and_one_audit_entry(rt, seal) -> None: 
     with pytest.raises(Problem) as caught:
         _seal(rt, seal.id, [{"big": "x" * (1024 * 1024 + 1)}])
     assert caught.value.code == "signing.record_too_large"
+
+
+@pytest.mark.parametrize("detached", [False, True])
+def test_a_batch_of_records_each_verifies_and_is_registered_under_its_own_digest(rt, seal, detached: bool) -> None:  # type: ignore[no-untyped-def]
+    """A batch signs its digests in one token borrow and hashes the shared header once: every record
+    still gets its own signature, a unique id and the register digest of exactly its JWS text."""
+    import hashlib
+
+    batch = [RECORD | {"licence_no": f"JY146010000{i:05d}"} for i in range(40)]
+    sealed = _seal(rt, seal.id, batch, detached=detached)
+    assert len({s.document_id for s in sealed}) == len(batch) and all(len(s.document_id) == 16 for s in sealed)
+    assert len({s.signature.split(".")[2] for s in sealed}) == len(batch)
+    for record, item in zip(batch, sealed, strict=True):
+        assert item.sha256 == hashlib.sha256(item.signature.encode()).hexdigest()
+        assert (item.signature.split(".")[1] == "") is detached
+    for i in (0, 17, 39):
+        report = service.verify_document(rt, sealed[i].signature.encode(), detached=canonical_json(batch[i]) if detached else None)
+        assert report.indication.value == "TOTAL-PASSED" and report.document.registered_id == sealed[i].document_id
+    swapped = service.verify_document(rt, sealed[0].signature.encode(), detached=canonical_json(batch[1])) if detached else None
+    assert swapped is None or swapped.indication.value == "TOTAL-FAILED"

@@ -248,15 +248,16 @@ def record_consent(rt: Runtime, db: Session, *, person_id: str, client_id: str, 
     rt.audit.record(db, actor=Actor("person", person_id), action="sso.consent.grant", target=f"client:{client_id}", details={"scopes": list(scopes)})
 
 
-def issue_code(rt: Runtime, db: Session, client: ClientView, req: AuthRequest, session: sessions_mod.SessionView) -> str:
+def issue_code(rt: Runtime, db: Session, client: ClientView, req: AuthRequest, session: sessions_mod.SessionView, *, asynchronous: bool = True) -> str:
     """Store a single-use code (hashed) and return the redirect to the client (RFC 9207 ``iss``).
 
     On PostgreSQL the transaction that stores the code commits asynchronously
     (``synchronous_commit = off``, this transaction only): a code lives 60 s, and losing the last
     few milliseconds of codes in a server crash costs the user one more redirect, while a flush to
     disk per sign-in costs every user the wait. Redemption, which makes the code single-use, stays
-    a synchronous commit."""
-    if rt.db.dialect == "postgresql":
+    a synchronous commit. ``asynchronous=False``: the transaction also holds work that must be
+    durable when the user sees the answer (a login's session and audit entry)."""
+    if asynchronous and rt.db.dialect == "postgresql":
         from sqlalchemy import text
 
         db.execute(text("SET LOCAL synchronous_commit TO OFF"))

@@ -74,6 +74,9 @@ def _minutes(seconds: int) -> int:
 def complete_login(rt: Runtime, browser: Browser, state: authz.InteractionState, *, person_id: str, acr: str, amr: list[str]) -> Response:
     """Start (or step up) the session, audit, then continue the authorization request."""
     previous = sessions.current_session(rt, browser.session_cookie)
+    client = ClientCache.of(rt).get(state.req.client_id) if state.req is not None else None
+    # One transaction: the session, its audit entry and what comes next (the code for the client,
+    # or the interaction saved for the next page) commit together, synchronously.
     with rt.db.transaction() as db:
         session, cookie = sessions.start_session(rt, db, person_id=person_id, acr=acr, amr=amr, ip=browser.ip, user_agent=browser.user_agent, previous=previous)
         rt.audit.record(
@@ -84,16 +87,16 @@ def complete_login(rt: Runtime, browser: Browser, state: authz.InteractionState,
             details={"acr": session.acr, "amr": list(session.amr), "ip": browser.ip, "client": state.req.client_id if state.req else None, "sid": session.id},
         )
         state.person_id, state.amr, state.authenticated = person_id, list(session.amr), True
-        authz.save_interaction(db, state)
-    if state.req is None:
-        with rt.db.transaction() as db:
+        if state.req is None:
             authz.drop_interaction(db, state.token)
-        response = browser.redirect(safe_next(state.next_path))
-    else:
-        client = ClientCache.of(rt).get(state.req.client_id)
-        if client is None or not client.active:
-            return browser.render("error.html", status=400, message=browser.t("error.invalid_client"), error_code="invalid_client")
-        response = resume(rt, browser, client, state.req, session, post=True, state=state)
+            response = browser.redirect(safe_next(state.next_path))
+        elif client is None or not client.active:
+            authz.save_interaction(db, state)
+            response = None
+        else:
+            response = resume(rt, browser, client, state.req, session, post=True, state=state, db=db)
+    if response is None:
+        return browser.render("error.html", status=400, message=browser.t("error.invalid_client"), error_code="invalid_client")
     browser.set_session(response, cookie)
     return response
 

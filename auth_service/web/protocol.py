@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from auth_service import sessions as sessions_mod
@@ -117,30 +118,53 @@ def resume(
     post: bool = False,
     state: authz.InteractionState | None = None,
     look_up_session: bool = False,
+    db: Session | None = None,
 ) -> Response:
     """Decide the next step of an authorization request: issue a code, or send the user to log in,
     step up or consent (carrying the request in an interaction bound to this browser).
     ``look_up_session``: find the browser's session inside this transaction (one database session
-    for the whole authorization request)."""
-    status = 303 if post else 302
+    for the whole authorization request). ``db``: the caller's transaction to do it in (a login
+    completing: session, its audit entry and the code commit together); ``state`` is then saved
+    here if the request continues with another page."""
+    if db is not None:
+        return _resume(rt, db, browser, client, req, session, post=post, state=state, save_state=True)
     with rt.db.transaction() as db:
         if look_up_session:
             session = sessions_mod.current_session(rt, browser.session_cookie, db=db)
-        step = authz.next_step(
-            db, client, req, session, authenticated_here=bool(state and state.authenticated), consented_here=bool(state and state.consented)
-        )
-        if step == authz.ISSUE:
-            assert session is not None
-            if state is not None:
-                authz.drop_interaction(db, state.token)
-            url = authz.issue_code(rt, db, client, req, session)
-            return browser.redirect(url, status=status)
-        if "none" in req.prompt:
-            err = authz.AuthorizeError(authz.prompt_none_error(step), "user interaction is required", redirect_uri=req.redirect_uri, state=req.state)
-            if state is not None:
-                authz.drop_interaction(db, state.token)
-            return browser.redirect(authz.error_redirect(rt, err), status=status)
-        token = state.token if state is not None else authz.create_interaction(db, browser_hash=browser.binding, req=req)
+        return _resume(rt, db, browser, client, req, session, post=post, state=state, asynchronous_code=True)
+
+
+def _resume(
+    rt: Runtime,
+    db: Session,
+    browser: Browser,
+    client: ClientView,
+    req: authz.AuthRequest,
+    session: sessions_mod.SessionView | None,
+    *,
+    post: bool,
+    state: authz.InteractionState | None,
+    save_state: bool = False,
+    asynchronous_code: bool = False,
+) -> Response:
+    status = 303 if post else 302
+    step = authz.next_step(
+        db, client, req, session, authenticated_here=bool(state and state.authenticated), consented_here=bool(state and state.consented)
+    )
+    if step == authz.ISSUE:
+        assert session is not None
+        if state is not None:
+            authz.drop_interaction(db, state.token)
+        url = authz.issue_code(rt, db, client, req, session, asynchronous=asynchronous_code)
+        return browser.redirect(url, status=status)
+    if "none" in req.prompt:
+        err = authz.AuthorizeError(authz.prompt_none_error(step), "user interaction is required", redirect_uri=req.redirect_uri, state=req.state)
+        if state is not None:
+            authz.drop_interaction(db, state.token)
+        return browser.redirect(authz.error_redirect(rt, err), status=status)
+    if state is not None and save_state:
+        authz.save_interaction(db, state)
+    token = state.token if state is not None else authz.create_interaction(db, browser_hash=browser.binding, req=req)
     page = "/sso/consent" if step == authz.CONSENT else "/sso/login"
     return browser.redirect(f"{page}?ia={token}", status=status)
 

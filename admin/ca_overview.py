@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from core import clock
 from core.runtime import Runtime
 
-EXPIRING_DAYS = 30  # a responder/TSA certificate closer than this to its end is flagged
+EXPIRING_DAYS = 30  # the most warning a certificate gets (less for short-lived ones: see _state)
 
 
 @dataclass(frozen=True)
@@ -86,18 +86,26 @@ class ProfileRules:
         return d
 
 
-def _state(not_after: str | None, *, active: bool, key_present: bool, now: datetime) -> str:
+def _utc(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _state(not_before: str | None, not_after: str | None, *, active: bool, key_present: bool, now: datetime) -> str:
+    """``expiring`` when less than a quarter of the lifetime (at most 30 days) is left: short-lived
+    certificates (the OCSP responder's 30 days) are renewed automatically at a third, so one
+    flagged here missed its renewal."""
     if not key_present:
         return "key_missing"
     if not active:
         return "inactive"
     if not_after is None:
         return "awaiting_signature"
-    end = datetime.fromisoformat(not_after)
-    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    end = _utc(not_after)
     if end <= now:
         return "expired"
-    if end - now <= timedelta(days=EXPIRING_DAYS):
+    lifetime = end - _utc(not_before) if not_before else timedelta(days=4 * EXPIRING_DAYS)
+    if end - now <= min(timedelta(days=EXPIRING_DAYS), lifetime / 4):
         return "expiring"
     return "ok"
 
@@ -120,7 +128,7 @@ def authorities(rt: Runtime, db: Session) -> list[AuthorityRow]:
         rows.append(
             AuthorityRow(
                 a.name, "root" if a.is_root else "issuing", a.parent, a.subject, a.key_label, present, a.serial, a.sha256, a.spki_sha256,
-                a.not_before, a.not_after, a.active, _state(a.not_after, active=a.active, key_present=present, now=now),
+                a.not_before, a.not_after, a.active, _state(a.not_before, a.not_after, active=a.active, key_present=present, now=now),
                 latest.number if latest else None, latest.next_update if latest else None,
             )
         )
@@ -130,10 +138,10 @@ def authorities(rt: Runtime, db: Session) -> list[AuthorityRow]:
 def _cert_row(rt: Runtime, kind: str, name: str, label: str, der: bytes, active: bool, now: datetime) -> KeyCertRow:
     cert = x509.load_der_x509_certificate(der)
     present = _has_key(rt, label)
-    not_after = cert.not_valid_after_utc.isoformat(timespec="seconds")
+    not_before, not_after = cert.not_valid_before_utc.isoformat(timespec="seconds"), cert.not_valid_after_utc.isoformat(timespec="seconds")
     return KeyCertRow(
-        kind, name, label, present, format(cert.serial_number, "x"), cert.subject.rfc4514_string(), cert.not_valid_before_utc.isoformat(timespec="seconds"),
-        not_after, active, _state(not_after, active=active, key_present=present, now=now),
+        kind, name, label, present, format(cert.serial_number, "x"), cert.subject.rfc4514_string(), not_before,
+        not_after, active, _state(not_before, not_after, active=active, key_present=present, now=now),
     )
 
 

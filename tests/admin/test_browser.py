@@ -223,3 +223,74 @@ def test_console_refuses_to_be_framed(chromium, live) -> None:  # type: ignore[n
         context.close()
     finally:
         server.shutdown()
+
+
+def test_seal_image_upload_and_dashboard_traffic_in_chromium(rt, live, chromium, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """A department administrator replaces a seal's stamp image (preview before upload, then the
+    new image on the page); the dashboard charts the day's OCSP and verification traffic; the CA
+    administrator's hierarchy and profile pages render."""
+    import io
+
+    import httpx
+    from PIL import Image
+
+    from core.security import Actor
+    from identity import service as identity
+    from signing import service as signing_service
+    from tests.admin.test_seals import png
+    from tests.factories import unique_uscc
+
+    signing_service.tsa_authority(rt)
+    with rt.db.transaction() as db:
+        dept = identity.register_org(rt, db, Actor.cli(), name="省林业局", uscc=unique_uscc(), type="government")
+    with rt.db.transaction() as db:
+        seal = signing_service.create_seal(rt, db, Actor.cli(), name="林权登记专用章", department=dept.id)
+    account = make_account(rt, roles=(Role.DEPARTMENT_ADMIN, Role.AUDITOR), name="林业局管理员")
+    with rt.db.transaction() as db:
+        identity.set_operator(rt, db, Actor.cli(), person_id=account.person_id, roles={"department_admin", "auditor"}, department_id=dept.id)
+    context, page = signed_in(chromium, live, account)
+    page.on("dialog", lambda dialog: dialog.accept())  # the "replace it?" confirmation
+
+    page.goto(live.url + f"/admin/seals/{seal.id}")
+    assert page.locator("#new-image-preview").is_hidden()
+    page.set_input_files("#new-image", files=[{"name": "stamp.png", "mimeType": "image/png", "buffer": png(240, 240)}])
+    page.locator("#new-image-preview").wait_for(state="visible")
+    assert page.locator("#new-image-preview").get_attribute("src").startswith("data:image/png;base64,")  # type: ignore[union-attr]
+    page.click("#seal-image-form button[type=submit]")
+    page.wait_for_url(re.compile(r"done=image"))
+    assert "印章图像已更换" in page.locator("[role=status]").inner_text()
+    assert page.evaluate("document.getElementById('seal-image').complete && document.getElementById('seal-image').naturalWidth") == 240
+    shown = page.request.get(live.url + f"/admin/seals/{seal.id}/image")
+    r, g, b = Image.open(io.BytesIO(shown.body())).convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[misc]
+    assert b > 150 and r < 80, (r, g, b)
+    shot(page, "seal", backend)
+    # a file that is not a PNG: a 4xx page in Chinese, the image unchanged
+    page.goto(live.url + f"/admin/seals/{seal.id}")
+    page.set_input_files("#new-image", files=[{"name": "stamp.png", "mimeType": "image/png", "buffer": b"GIF89a not a png"}])
+    page.click("#seal-image-form button[type=submit]")
+    page.wait_for_load_state()
+    assert "不是可读取的 PNG" in page.content()
+
+    # -- traffic reaches the dashboard chart ----------------------------------------------------------
+    with httpx.Client(base_url=live.url, timeout=30) as http:
+        for _ in range(4):
+            http.post("/ocsp", content=b"\x30\x03\x02\x01\x01", headers={"content-type": "application/ocsp-request"})
+    page.goto(live.url + "/admin")
+    today = __import__("core.clock", fromlist=["now"]).now().date().isoformat()
+    bar = page.locator("#chart-traffic rect.bar-ocsp_responses").last
+    assert bar.count() == 1 and today in (bar.locator("title").text_content() or "") and float(bar.get_attribute("height") or 0) > 0  # type: ignore[arg-type]
+    assert int(page.locator("[data-count=ocsp]").inner_text()) >= 4
+    shot(page, "dashboard-traffic", backend)
+    context.close()
+
+    # -- the CA administrator's pages ---------------------------------------------------------------
+    ca_ctx, cpage = signed_in(chromium, live, make_account(rt, roles=(Role.CA_ADMIN,), name="褚管理"))
+    cpage.click("nav >> text=证书认证机构")
+    cpage.wait_for_url(re.compile(r"/admin/authorities"))
+    assert cpage.locator("#authorities tbody tr").count() >= 2 and cpage.locator("#service-keys tbody tr").count() >= 1
+    shot(cpage, "authorities", backend)
+    cpage.click("nav >> text=证书模板")
+    cpage.wait_for_url(re.compile(r"/admin/profiles"))
+    assert cpage.locator("#profile-citizen").is_visible()
+    shot(cpage, "profiles", backend)
+    ca_ctx.close()

@@ -32,7 +32,7 @@ def test_console_shows_hierarchy_keys_and_service_certificates(rt, live, operato
             assert hashlib.sha256(der).hexdigest()[:32] in row and a.key_label in row and "密钥存在" in row
             assert (">根<" if a.is_root else ">签发 CA<") in row and a.not_after[:10] in row  # type: ignore[index]
     services = page.text[page.text.index('id="service-keys"') :]
-    assert 'data-key="ocsp-' in services and 'data-key="tsa-' in services and "密钥缺失" not in services
+    assert 'data-key="ocsp-' in services and 'data-key="tsa-' in services and "密钥缺失" not in services and "即将到期" not in services
     assert f'id="publish-{cas[-1].name}"' in page.text
     # the profiles' rules, read-only
     profiles = admin.http.get("/admin/profiles")
@@ -101,3 +101,19 @@ def test_ca_administration_through_the_api(rt, live) -> None:  # type: ignore[no
     with rt.db.read() as db:
         entry = search(db, action="identity.operator.set", target=f"person:{person.id}", limit=1)[0]
     assert entry.actor.startswith("operator:") and entry.details["roles"] == ["approver"]
+
+
+def test_expiry_state_allows_for_short_lived_certificates() -> None:
+    from datetime import UTC, datetime
+
+    from admin.ca_overview import _state
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    state = lambda nb, na, **kw: _state(nb, na, now=now, **{"active": True, "key_present": True, **kw})  # noqa: E731
+    assert state("2026-11-20T00:00:00+00:00", "2026-12-20T00:00:00+00:00") == "ok"  # a 30-day responder with 19 days left
+    assert state("2026-11-05T00:00:00+00:00", "2026-12-05T00:00:00+00:00") == "expiring"  # 4 days: its renewal was missed
+    assert state("2016-12-01T00:00:00+00:00", "2026-12-20T00:00:00+00:00") == "expiring"  # a CA with under 30 days
+    assert state("2016-12-01T00:00:00+00:00", "2026-11-30T00:00:00+00:00") == "expired"
+    assert state("2016-12-01T00:00:00+00:00", "2036-11-30T00:00:00+00:00", key_present=False) == "key_missing"
+    assert state(None, None) == "awaiting_signature"
+    assert state("2016-12-01T00:00:00+00:00", "2036-11-30T00:00:00+00:00", active=False) == "inactive"

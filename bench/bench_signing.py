@@ -232,7 +232,7 @@ def main() -> None:
     heading("Signing — PAdES sealing, verification, JWS records, TSA")
     print(f"{rounds} rounds per figure; each round measures the in-process reference, then the API, back to back", flush=True)
     pdf = LICENCE.read_bytes()
-    with bench_home(rate_limits="tsa=off,seal=off,verify_page=off") as bh, tempfile.TemporaryDirectory(prefix="eauth-bench-signing-") as tmp:
+    with bench_home(rate_limits="tsa=off,seal=off,verify_page=off,verification=off") as bh, tempfile.TemporaryDirectory(prefix="eauth-bench-signing-") as tmp:
         work = Path(tmp)
         seal_id, client_id, secret = setup(bh)
         rt = bh.runtime()

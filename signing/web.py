@@ -49,6 +49,9 @@ PDF = "application/pdf"
 TSA_PER_IP = Rule("tsa", limit=6000, window=60)  # 100 tokens/s per address on average
 VERIFY_PAGE_PER_IP = Rule("verify_page", limit=30, window=60)  # public uploads: pyHanko work each
 SEAL_PER_CLIENT = Rule("seal", limit=6000, window=60)
+# POST /api/v1/verifications: each call is pyHanko work (≈ 40 ms of CPU for a sealed licence), so one
+# department system (the token's subject) may not take a worker's whole time: 20 a second on average.
+VERIFY_PER_CLIENT = Rule("verification", limit=1200, window=60)
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -407,7 +410,9 @@ async def seal_records(seal_id: str, request: Request, rt: RuntimeDep, principal
 @router.post("/api/v1/verifications", tags=["signing"])
 async def verifications(request: Request, rt: RuntimeDep, principal: Verifier) -> JSONResponse:
     """Verify a PDF, JWS or CMS signature (raw body, or multipart ``file`` + optional ``detached``):
-    the report as JSON (ETSI TS 119 102-1 indications per signature)."""
+    the report as JSON (ETSI TS 119 102-1 indications per signature). Rate limited per client
+    (the token's subject; area ``verification``), before the upload is read."""
+    hit(rt, VERIFY_PER_CLIENT, principal.actor.ref)
     data, name, _fields, detached = await _upload(request, rt)
     report = await run_in_threadpool(lambda: service.verify_document(rt, data, name=name, detached=detached))
     metrics.VERIFICATIONS.labels(indication=report.indication.value).inc()

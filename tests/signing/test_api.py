@@ -202,3 +202,35 @@ def test_pdf_report_from_the_api(http: httpx.Client, seal, seal_token, licence_p
     (tmp_path / "en.pdf").write_bytes(r.content)
     text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(tmp_path / "en.pdf"), "-"], capture_output=True, text=True, check=True).stdout
     assert "Verification report" in text and "Valid" in text
+
+
+def test_verifications_are_rate_limited_per_client(rt, http: httpx.Client, seal, seal_token, dept_client) -> None:  # type: ignore[no-untyped-def]
+    """``POST /api/v1/verifications`` counts per token subject (area ``verification``, configurable
+    like any limit): over it, a 429 problem with Retry-After — before the upload is read — while
+    another department system keeps its own budget."""
+    from auth_service import service as sso
+    from core.ratelimit import EXTENSION_KEY, Limiter, MemoryBackend
+    from core.security import Actor
+    from signing.web import VERIFY_PER_CLIENT
+
+    assert VERIFY_PER_CLIENT.area == "verification" and VERIFY_PER_CLIENT.limit >= 60
+    with rt.db.transaction() as db:
+        other, _ = sso.register_client(rt, db, Actor.cli(), name="另一个核验系统", grant_types=["client_credentials"], scopes=["verify"])
+    other_token = mint(rt, other.client_id, "verify")
+    record = b'{"a":1}'  # not a signature: a 4xx problem, but the call still counts
+    previous = rt.extensions.get(EXTENSION_KEY)
+    rt.extensions[EXTENSION_KEY] = Limiter(MemoryBackend(), overrides={"verification": (2, 60)})
+    try:
+        first = [http.post("/api/v1/verifications", content=record, headers=auth(seal_token)).status_code for _ in range(2)]
+        assert 429 not in first
+        r = http.post("/api/v1/verifications", content=b"x" * 4096, headers=auth(seal_token))
+        assert r.status_code == 429 and r.headers["content-type"] == "application/problem+json"
+        problem = r.json()
+        assert problem["code"] == "rate_limited.verification" and int(r.headers["retry-after"]) >= 1 and problem["retry_after"] >= 1
+        r = http.post("/api/v1/verifications", content=record, headers=auth(other_token))
+        assert r.status_code != 429, r.text
+    finally:
+        if previous is None:
+            rt.extensions.pop(EXTENSION_KEY, None)
+        else:
+            rt.extensions[EXTENSION_KEY] = previous

@@ -296,6 +296,7 @@ class TimestampAuthority:
         self.key = key
         self.cert_der = cert_der
         self.cert = asn1_x509.Certificate.load(cert_der)
+        self.cert.native  # parsed through now: threads share it, and asn1crypto's lazy parsing is not thread-safe
         self.chain_der = list(chain_der)
         self.policy = policy
         self.serials = SerialClock(instance)

@@ -134,10 +134,31 @@ def _state(rt: Runtime) -> _State:
     return state
 
 
+def _shared(value: Any) -> Any:
+    """``value`` parsed through before it is shared between requests.
+
+    asn1crypto parses lazily and not thread-safely: two threads reading the same unparsed structure
+    can see a child list half built (``KeyError: 'No field numbered 2 is present in this
+    asn1crypto.x509.Extension'`` inside pyhanko_certvalidator's registry). That was the soak's one
+    failed verification (TOTAL-FAILED, ``signature_unreadable:KeyError``): the first concurrent
+    verifications in a fresh worker, all reading the one cached CA chain. Certificates and OCSP
+    responses are small: ``.native`` parses every part. A CRL may hold a million entries, whose
+    native form would double its memory: its structure is parsed recursively instead (every
+    SEQUENCE / SEQUENCE OF child built), its issuer and extensions through ``.native``.
+    """
+    if isinstance(value, asn1_crl.CertificateList):
+        value._parse_children(recurse=True)  # stops at CHOICEs: the issuer name is one
+        value["tbs_cert_list"]["issuer"].native
+        value["tbs_cert_list"]["crl_extensions"].native
+    else:
+        value.native
+    return value
+
+
 def _chain(rt: Runtime, db: Session) -> tuple[asn1_x509.Certificate, ...]:
     state = _state(rt)
     if state.chain is None:
-        state.chain = tuple(asn1_x509.Certificate.load(_der(c)) for c in ca_service.ca_chain(rt, db))
+        state.chain = tuple(_shared(asn1_x509.Certificate.load(_der(c))) for c in ca_service.ca_chain(rt, db))
     return state.chain
 
 
@@ -238,7 +259,7 @@ def _revinfo(rt: Runtime, db: Session) -> tuple[tuple[asn1_crl.CertificateList, 
         if authority.awaiting_signature or not authority.active:
             continue
         try:
-            crls.append(asn1_crl.CertificateList.load(ca_crl.current_crl(rt, db, authority.name)))
+            crls.append(_shared(asn1_crl.CertificateList.load(ca_crl.current_crl(rt, db, authority.name))))
         except Problem:
             continue  # a CA without a CRL yet: OCSP (leaves) or nothing
     state.revinfo = (time.monotonic(), tuple(crls), {})
@@ -250,7 +271,7 @@ def _ocsp_for(rt: Runtime, db: Session, serial: str) -> asn1_ocsp.OCSPResponse |
     found = ocsps.get(serial)
     if found is None:
         try:
-            found = asn1_ocsp.OCSPResponse.load(ca_ocsp.response_for(rt, db, serial))
+            found = _shared(asn1_ocsp.OCSPResponse.load(ca_ocsp.response_for(rt, db, serial)))
         except Problem:
             return None
         ocsps[serial] = found
@@ -423,7 +444,7 @@ def _material(rt: Runtime, db: Session, row: Seal) -> _SealMaterial:
     if cached is not None and cached.serial == row.cert_serial and cached.image_png == row.image_png:  # image replaced by another process
         return cached
     chain = _chain(rt, db)
-    cert = asn1_x509.Certificate.load(row.cert_der)
+    cert = _shared(asn1_x509.Certificate.load(row.cert_der))  # the seal's material serves concurrent requests
     signer = HsmSigner(rt.token.key(row.key_label), cert, chain)  # type: ignore[arg-type]
     style = appearance.stamp_style(appearance.SealLook(row.image_png, row.font_otf, row.department_name, row.name))
     tsa_size = 0
@@ -606,7 +627,7 @@ def _external_anchors(rt: Runtime) -> list[asn1_x509.Certificate]:
         except OSError as exc:
             raise Problem(Kind.INVALID_CONFIG, "verify.anchor_unreadable", f"external trust anchor {path}: {exc.strerror}") from None
         for cert in x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [x509.load_der_x509_certificate(data)]:
-            out.append(asn1_x509.Certificate.load(_der(cert)))
+            out.append(_shared(asn1_x509.Certificate.load(_der(cert))))
     return out
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, event, insert, select
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, event, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core import clock, metrics
@@ -197,11 +197,18 @@ class AuditLog:
         for each, for writers that group-commit high-rate events (token issuance to clients)."""
         if not entries:
             return []
-        head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
-        if head is None:
-            head = AuditHead(id=1, seq=0, hash=GENESIS)
-            session.add(head)
-        seq, prev = head.seq, head.hash
+        # Core statements, not the ORM unit of work (an issuance-rate path: the ORM flush of the head
+        # cost more than the entries). Anything pending is flushed first, and an ORM-loaded head in
+        # this session is expired afterwards, so record() in the same session sees the new head.
+        session.flush()
+        conn = session.connection()
+        heads = AuditHead.__table__
+        found = conn.execute(select(heads.c.seq, heads.c.hash).where(heads.c.id == 1).with_for_update()).one_or_none()
+        if found is None:
+            conn.execute(insert(heads).values(id=1, seq=0, hash=GENESIS))
+            seq, prev = 0, GENESIS
+        else:
+            seq, prev = found.seq, found.hash
         rows: list[dict[str, Any]] = []
         records: list[AuditRecord] = []
         due: list[tuple[int, str]] = []
@@ -220,8 +227,11 @@ class AuditLog:
             if self._token is not None and seq % self.checkpoint_every == 0:
                 due.append((seq, digest))
             prev = digest
-        session.execute(insert(AuditEntry), rows)
-        head.seq, head.hash = seq, prev
+        conn.execute(insert(AuditEntry.__table__), rows)
+        conn.execute(update(heads).where(heads.c.id == 1).values(seq=seq, hash=prev))
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, AuditHead):
+                session.expire(obj)
         for checkpoint_seq, checkpoint_hash in due:
             self._sign_checkpoint(session, checkpoint_seq, checkpoint_hash)
         return records

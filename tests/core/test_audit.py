@@ -85,3 +85,21 @@ def test_rewritten_chain_fails_checkpoint_signature(fresh_rt) -> None:  # type: 
         first_cp_seq = first_cp.seq
     result = rt.audit.verify(rt.db)
     assert not result.ok and result.first_broken_seq == first_cp_seq and "checkpoint" in (result.reason or "")
+
+
+def test_record_and_record_many_interleaved_in_one_session_keep_one_chain(fresh_rt) -> None:  # type: ignore[no-untyped-def]
+    """record() (ORM head) and record_many() (Core statements) mixed in one transaction, across a
+    checkpoint boundary: one unbroken chain, the head at the last entry, checkpoints signed."""
+    rt = fresh_rt
+    _append(rt, 3)
+    many = [{"actor": Actor.cli(), "action": "test.many", "target": f"m:{i}", "details": {"i": i}} for i in range(60)]
+    with rt.db.transaction() as s:
+        first = rt.audit.record(s, actor=Actor.cli(), action="test.event", target="before")
+        batch = rt.audit.record_many(s, many)
+        last = rt.audit.record(s, actor=Actor.cli(), action="test.event", target="after")
+    assert [r.seq for r in batch] == list(range(first.seq + 1, first.seq + 61)) and last.seq == first.seq + 61
+    with rt.db.read() as s:
+        head = s.get(AuditHead, 1)
+        assert (head.seq, head.hash) == (last.seq, last.hash)
+    result = rt.audit.verify(rt.db)
+    assert result.ok and result.entries == last.seq and result.checkpoints >= 1, result

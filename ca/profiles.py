@@ -13,8 +13,15 @@ Object identifiers used here
 - ``1.2.156.10260.4.1.3`` — GM/T 0015 ``ICRegistrationNumber`` (工商注册号), non-critical,
   ``PrintableString``: the unified social credit code (GB 32100), which since the 2015
   "three certificates in one" reform replaced the registration number, for organisation profiles
-  (enterprise, seal, server). Neither number is ever put in the DN; the DN carries the platform's
-  opaque subject id in ``serialNumber`` so two people with the same name get distinct DNs.
+  (enterprise, seal, server). Neither number is put in a person's or an enterprise's DN; those DNs
+  carry the platform's opaque subject id in ``serialNumber`` so two people with the same name get
+  distinct DNs.
+- ``2.5.4.97`` organizationIdentifier (X.520) in a seal's DN: ``NTRCN-<USCC>`` — ETSI EN 319 412-1
+  §5.1.4 semantics (``NTR``: national trade register, ``CN``: its country), the form EN 319 412-3
+  asks of legal-person (seal) certificates. A seal names its department to whoever checks a sealed
+  licence, so the department's public USCC — printed on its licences and stamps — is in the DN
+  beside the organisation name (and in the GM/T 0015 extension as for every organisation profile),
+  not the platform's internal id.
 - Certificate policies: ``1.3.6.1.4.1.32473.156.1.<n>`` under IANA PEN 32473, which RFC 5612
   reserves for documentation — a deliberate placeholder (see :data:`POLICY_ARC`), one sub-arc per
   profile (``.1`` citizen … ``.7`` tsa). Replace with the province's registered arc. (A ``2.25.<uuid>``
@@ -359,11 +366,11 @@ def subject_name(profile: Profile, subject: SubjectInfo, dns_names: tuple[str, .
             x509.NameAttribute(NameOID.COMMON_NAME, _req(subject.org_name)),
             x509.NameAttribute(NameOID.SERIAL_NUMBER, _req(subject.org_id)),
         ]
-    elif kind == "department":
+    elif kind == "department":  # a seal: the department by name and USCC (see the module docstring)
         attrs += [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, _req(subject.org_name)),
+            x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"NTRCN-{_req(subject.uscc)}"),
             x509.NameAttribute(NameOID.COMMON_NAME, subject.common_name or f"{subject.org_name}电子印章"),
-            x509.NameAttribute(NameOID.SERIAL_NUMBER, _req(subject.org_id)),
         ]
     elif kind == "server":
         attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, _req(subject.org_name)), x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]

@@ -101,7 +101,7 @@ def signer_of(cert: asn1_x509.Certificate, setup: TrustSetup) -> Signer:
     for rdn in cert.subject.chosen:
         for attr in rdn:
             if attr["type"].dotted == OID_ORGANIZATION_IDENTIFIER:
-                uscc = str(attr["value"].native)
+                uscc = _organisation_number(str(attr["value"].native))
     if uscc is None:
         uscc = _uscc_extension(cert)
     seal = setup.seal_of(format(cert.serial_number, "x"))
@@ -113,6 +113,14 @@ def signer_of(cert: asn1_x509.Certificate, setup: TrustSetup) -> Signer:
         seal_name=seal[1] if seal else None,
         department_id=seal[2] if seal else None,
     )
+
+
+def _organisation_number(identifier: str) -> str:
+    """The registration number in an organizationIdentifier: ``NTRCN-<USCC>`` (ETSI EN 319 412-1
+    §5.1.4: scheme, country, hyphen, number) gives the USCC; any other form is shown as it is."""
+    if len(identifier) > 6 and identifier[:3].isalpha() and identifier[3:5].isalpha() and identifier[5] == "-" and identifier[:5].upper() == "NTRCN":
+        return identifier[6:]
+    return identifier
 
 
 OID_USCC_EXTENSION = "1.2.156.10260.4.1.3"  # GB/T 20518: the organisation's unified social credit code

@@ -58,6 +58,11 @@ def test_every_profile_verifies_with_openssl_and_passes_pkilint(rt, subjects: Su
             assert want in text, (name, want)
         if name == "staff":
             assert cert.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == subjects.dept_name
+        if name == "seal":  # the department by name and USCC (EN 319 412-1 §5.1.4), not the platform's id
+            subject = cert.certificate.subject
+            assert subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == subjects.dept_name
+            assert subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)[0].value == f"NTRCN-{subjects.dept_uscc}"
+            assert subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER) == [] and subjects.dept_id not in subject.rfc4514_string()
         if name != "ocsp":
             cdp = profiles.crl_url(rt.settings.public_url, "public-service", serial=int(cert.serial, 16))
             assert f"URI:{cdp}" in text, name

@@ -159,3 +159,18 @@ def test_a_batch_of_records_each_verifies_and_is_registered_under_its_own_digest
         assert report.indication.value == "TOTAL-PASSED" and report.document.registered_id == sealed[i].document_id
     swapped = service.verify_document(rt, sealed[0].signature.encode(), detached=canonical_json(batch[1])) if detached else None
     assert swapped is None or swapped.indication.value == "TOTAL-FAILED"
+
+
+def test_the_seal_certificate_names_the_department_by_name_and_uscc(rt, seal, department) -> None:  # type: ignore[no-untyped-def]
+    """The seal profile's DN: organisation name + organizationIdentifier ``NTRCN-<USCC>`` (ETSI EN
+    319 412-1 §5.1.4) from the identity registry, no internal id; the report shows the bare USCC."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    cert = x509.load_der_x509_certificate(seal.cert_der)
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == department.name
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)[0].value == f"NTRCN-{department.uscc}"
+    assert cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER) == [] and department.id not in cert.subject.rfc4514_string()
+    (sealed,) = _seal(rt, seal.id, [RECORD])
+    signer = service.verify_document(rt, sealed.signature.encode()).signatures[0].signer
+    assert signer.uscc == department.uscc and signer.organisation == department.name and signer.seal_id == seal.id

@@ -23,9 +23,15 @@ the median rate and the median of the per-round ratios.
 3. **JWS record sealing** (B-B, compact): ``seal_records`` in this process (batches of 200, one
    transaction and audit entry each), and ``POST /api/v1/seals/{id}/records`` with 200 records
    per request.
-4. **TSA**: ``POST /tsa`` with ``ab`` (keep-alive, 8 in flight) against the in-process
-   ``TimestampAuthority.respond``, and ``openssl ts -reply`` on the same query (a software key:
-   one ``openssl ts`` process per token, as a shell script would run it).
+4. **TSA**: ``POST /tsa`` against the in-process ``TimestampAuthority.respond``, two ways: with
+   ``ab`` (8 in flight; ``ab`` speaks HTTP/1.0, whose keep-alive uvicorn does not honour, so this
+   is one TCP connection per token, as ``curl`` in a script would do) and with an HTTP/1.1
+   keep-alive client (``bench.common.http_load``, 8 connections, as pyHanko's timestamper or a
+   Java client with a connection pool would do); and ``openssl ts -reply`` on the same query (a
+   software key: one ``openssl ts`` process per token, as a shell script would run it).
+
+``BENCH_SIGNING_ONLY=jws,tsa`` (any of ``pdf``, ``verify``, ``jws``, ``tsa``) runs only those
+figures (while working on one path; the figures in docs/performance.md come from full runs).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import asyncio
 import hashlib
 import io
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -42,10 +49,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import ab, bench_home, heading, main_guard, report, scale, serve
+from bench.common import ab, bench_home, heading, http_load, http_request, main_guard, report, scale, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 LICENCE = ROOT / "tests" / "data" / "signing" / "licence.pdf"
+ONLY = {part.strip() for part in os.environ.get("BENCH_SIGNING_ONLY", "pdf,verify,jws,tsa").split(",") if part.strip()}
 
 
 def _rate(n: int, seconds: float) -> float:
@@ -271,7 +279,7 @@ def main() -> None:
             summary.append((label, api_m, ref_m, unit, ref_label, f"{ratio_m:.2f}", cpu))
 
         for workers, concurrency in ((1, 2), (2, 4)):
-            heading(f"eauth serve --workers {workers}, {concurrency} requests in flight (ab, keep-alive)")
+            heading(f"eauth serve --workers {workers}, {concurrency} requests in flight")
             with serve(bh, workers=workers) as server:
                 token = access_token(bh.url, client_id, secret, f"seal:{seal_id} verify")
                 auth = f"Authorization: Bearer {token}"
@@ -305,10 +313,12 @@ def main() -> None:
 
                     return run
 
-                compare(f"API sealing B-T (w={workers}, c={concurrency})", "PDFs/s", "pyHanko in-process",
-                        lambda: reference_sealing(rt, seal_id, pdf, n_seal)[0], api_ab(seal_url, n_seal, concurrency, pdf_file, "application/pdf", [auth]), (n_seal + 3, n_seal), server)
-                compare(f"API verification (w={workers}, c={concurrency})", "PDFs/s", "pyHanko validation",
-                        lambda: reference_validation(rt, ref_pdf, n_verify), api_ab(verify_url, n_verify, concurrency, sealed_file, "application/pdf", [auth]), (n_verify + 3, n_verify), server)
+                if "pdf" in ONLY:
+                    compare(f"API sealing B-T (w={workers}, c={concurrency})", "PDFs/s", "pyHanko in-process",
+                            lambda: reference_sealing(rt, seal_id, pdf, n_seal)[0], api_ab(seal_url, n_seal, concurrency, pdf_file, "application/pdf", [auth]), (n_seal + 3, n_seal), server)
+                if "verify" in ONLY:
+                    compare(f"API verification (w={workers}, c={concurrency})", "PDFs/s", "pyHanko validation",
+                            lambda: reference_validation(rt, ref_pdf, n_verify), api_ab(verify_url, n_verify, concurrency, sealed_file, "application/pdf", [auth]), (n_verify + 3, n_verify), server)
 
                 body = json.dumps({"records": [{"licence_no": f"JY146010000{i:05d}", "holder": "海口市示范科技有限公司"} for i in range(200)]}).encode()
 
@@ -319,11 +329,25 @@ def main() -> None:
                     return _rate(n * 200, seconds), "200 records per request"
 
                 jws_api_ops = max(concurrency, n_jws // 200) * 200
-                compare(f"API JWS records (w={workers}, c={concurrency})", "records/s", "seal_records in-process", lambda: inprocess_jws(rt, seal_id, n_jws, 200), api_jws, (n_jws + 10, jws_api_ops), server)
-                compare(f"TSA over HTTP (w={workers}, c=8)", "tokens/s", "respond() in-process",
-                        lambda: inprocess_tsa(rt, query, n_tsa), api_ab(tsa_url, n_tsa, 8, tsq, "application/timestamp-query", []), (n_tsa, n_tsa), server)
+                if "jws" in ONLY:
+                    compare(f"API JWS records (w={workers}, c={concurrency})", "records/s", "seal_records in-process", lambda: inprocess_jws(rt, seal_id, n_jws, 200), api_jws, (n_jws + 10, jws_api_ops), server)
+                if "tsa" in ONLY:
+                    compare(f"TSA over HTTP, ab: connection per token (w={workers}, c=8)", "tokens/s", "respond() in-process",
+                            lambda: inprocess_tsa(rt, query, n_tsa), api_ab(tsa_url, n_tsa, 8, tsq, "application/timestamp-query", []), (n_tsa, n_tsa), server)
+                    tsa_requests = [http_request("POST", "/tsa", body=query, headers={"Content-Type": "application/timestamp-query"})] * n_tsa
+
+                    def api_keepalive() -> tuple[float, str]:
+                        res = http_load(bh.port, tsa_requests, concurrency=8)
+                        assert res.statuses == {200: n_tsa} and res.errors == 0, (res.statuses, res.errors)
+                        return res.rate, f"p50 {res.pct(50):.0f} ms, p99 {res.pct(99):.0f} ms"
+
+                    compare(f"TSA over HTTP, keep-alive (w={workers}, c=8)", "tokens/s", "respond() in-process",
+                            lambda: inprocess_tsa(rt, query, n_tsa), api_keepalive, (n_tsa, n_tsa), server)
 
         # openssl ts -reply on the same query, one process per token
+        if "tsa" not in ONLY:
+            _summary(summary)
+            return
         heading("peer: openssl ts -reply")
         _, _, cnf = openssl_tsa_files(work)
         t0 = time.perf_counter()
@@ -332,12 +356,16 @@ def main() -> None:
             assert done.returncode == 0, done.stderr
         openssl_rate = _rate(n_openssl, time.perf_counter() - t0)
         report("openssl ts -reply (process per token)", openssl_rate, "tokens/s", note=f"{n_openssl} tokens, software key")
-        best_tsa = max(api for label, api, *_ in summary if label.startswith("TSA"))
+        best_tsa = max(api for label, api, *_ in summary if label.startswith("TSA"))  # either client
         report("TSA over HTTP (best) vs openssl ts -reply", best_tsa, "tokens/s", reference=openssl_rate, ref_label="openssl ts -reply")
 
-        heading("summary (medians)")
-        for label, api_m, ref_m, unit, ref_label, ratio, cpu in summary:
-            print(f"| {label} | {api_m:,.1f} {unit} | {ref_m:,.1f} ({ref_label}) | {ratio}× | {cpu} |", flush=True)
+        _summary(summary)
+
+
+def _summary(summary: list[tuple[str, float, float, str, str, str, str]]) -> None:
+    heading("summary (medians)")
+    for label, api_m, ref_m, unit, ref_label, ratio, cpu in summary:
+        print(f"| {label} | {api_m:,.1f} {unit} | {ref_m:,.1f} ({ref_label}) | {ratio}× | {cpu} |", flush=True)
 
 
 if __name__ == "__main__":

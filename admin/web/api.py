@@ -293,6 +293,21 @@ def audit_verify(request: Request, principal: AuditVerifier) -> dict[str, Any]:
     return result.as_dict()
 
 
+# -- dashboard -------------------------------------------------------------------------------------------
+
+AnyOperator = Annotated[Principal, Depends(require(roles=frozenset(Role)))]
+
+
+@router.get("/dashboard", tags=["dashboard"])
+def dashboard(rt: RuntimeDep, principal: AnyOperator) -> dict[str, Any]:
+    """The console dashboard's figures: counts, and per day (30 days, UTC) certificates issued and
+    revoked, OCSP responses and verifications (all processes)."""
+    from admin.web.dashboard import figures
+
+    f = figures(rt, principal.actor.ref)
+    return {"counts": f.counts, "days": [{"day": d, **{k: f.per_day[k].get(d, 0) for k in f.per_day}} for d in f.days]}
+
+
 # -- department clients ----------------------------------------------------------------------------------
 
 DeptAdmin = Annotated[Principal, Depends(require(roles={Role.DEPARTMENT_ADMIN, Role.CA_ADMIN}, min_acr="2"))]

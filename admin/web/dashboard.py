@@ -90,12 +90,18 @@ def _traffic(rt: Runtime, since: date) -> dict[str, dict[str, int]]:
         return traffic.daily(db, kinds=traffic.KINDS, since=since)
 
 
-@router.get("", response_class=HTMLResponse, name="admin_dashboard")
-def dashboard(request: Request, user: AnyOperator) -> HTMLResponse:
+@dataclass(frozen=True)
+class Figures:
+    days: list[str]
+    counts: dict[str, int]
+    per_day: dict[str, dict[str, int]]  # issued, revoked, ocsp, verifications → {day: count}
+
+
+def figures(rt: Runtime, actor_ref: str) -> Figures:
+    """The dashboard's numbers (the console page and ``GET /api/v1/dashboard``)."""
     from ca import service as ca_service
     from identity import service as identity
 
-    rt: Runtime = request.app.state.runtime
     today = clock.now().astimezone(UTC).date()
     days = [(today - timedelta(days=CHART_DAYS - 1 - i)).isoformat() for i in range(CHART_DAYS)]
     since = clock.now() - timedelta(days=CHART_DAYS)
@@ -104,7 +110,7 @@ def dashboard(request: Request, user: AnyOperator) -> HTMLResponse:
         counts = {
             "persons": identity.count_persons(db),
             "orgs": identity.count_orgs(db),
-            "awaiting": service.list_requests(db, awaiting=user.actor.ref, limit=1).total,
+            "awaiting": service.list_requests(db, awaiting=actor_ref, limit=1).total,
             "submitted": service.request_counts(db).get("submitted", 0),
             "issued_30d": sum(per_day["issued"].values()),
             "revoked_30d": sum(per_day["revoked"].values()),
@@ -113,6 +119,13 @@ def dashboard(request: Request, user: AnyOperator) -> HTMLResponse:
     per_day_traffic = _traffic(rt, today - timedelta(days=CHART_DAYS - 1))
     counts.update({f"{kind}_today": per_day_traffic[kind].get(today.isoformat(), 0) for kind in traffic.KINDS})
     counts.update({f"{kind}_30d": sum(per_day_traffic[kind].values()) for kind in traffic.KINDS})
-    chart = daily_chart(days, per_day, width=1100, height=190)
-    traffic_chart = daily_chart(days, {"ocsp_responses": per_day_traffic["ocsp"], "verifications": per_day_traffic["verifications"]}, width=1100, height=190)
-    return render(request, "dashboard.html", {"counts": counts, "chart": chart, "traffic_chart": traffic_chart, "short": short})
+    return Figures(days, counts, {**per_day, **per_day_traffic})
+
+
+@router.get("", response_class=HTMLResponse, name="admin_dashboard")
+def dashboard(request: Request, user: AnyOperator) -> HTMLResponse:
+    rt: Runtime = request.app.state.runtime
+    f = figures(rt, user.actor.ref)
+    chart = daily_chart(f.days, {"issued": f.per_day["issued"], "revoked": f.per_day["revoked"]}, width=1100, height=190)
+    traffic_chart = daily_chart(f.days, {"ocsp_responses": f.per_day["ocsp"], "verifications": f.per_day["verifications"]}, width=1100, height=190)
+    return render(request, "dashboard.html", {"counts": f.counts, "chart": chart, "traffic_chart": traffic_chart, "short": short})

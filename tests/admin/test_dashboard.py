@@ -85,3 +85,32 @@ def test_ocsp_and_verification_traffic_reach_the_dashboard(rt, live, operator) -
 
 def test_axis_labels_stay_short() -> None:
     assert [short(v) for v in (0, 950, 9_999, 12_000, 250_000, 3_400_000)] == ["0", "950", "9999", "12k", "250k", "3.4M"]
+
+
+def test_the_dashboard_figures_in_the_api(rt, live) -> None:  # type: ignore[no-untyped-def]
+    from tests.admin.test_seals import token_client
+
+    auditor = token_client(rt, live.url, Role.AUDITOR)
+    before = auditor.get("/api/v1/dashboard").json()
+    with httpx.Client(base_url=live.url, timeout=30) as http:
+        http.post("/ocsp", content=b"\x30\x03\x02\x01\x01", headers={"content-type": "application/ocsp-request"})
+    after = auditor.get("/api/v1/dashboard")
+    assert after.status_code == 200
+    body = after.json()
+    assert len(body["days"]) == 30 and body["days"][-1]["day"] == _today() and set(body["days"][-1]) == {"day", "issued", "revoked", "ocsp", "verifications"}
+    assert body["counts"]["ocsp_today"] >= before["counts"]["ocsp_today"] + 1 == before["days"][-1]["ocsp"] + 1
+    assert body["days"][-1]["ocsp"] == body["counts"]["ocsp_today"]
+    assert httpx.get(f"{live.url}/api/v1/dashboard").status_code == 401
+    # a citizen (no operator role) holding a token of the same client is refused
+    from admin import console_client
+    from auth_service.oidc.access_token import issue_access_token
+    from core.security import Actor
+    from identity import service as identity
+    from tests.factories import unique_id_number
+
+    with rt.db.transaction() as db:
+        citizen = identity.register_person(rt, db, Actor.cli(), name="市民看板", id_number=unique_id_number())
+        client_id = console_client.registration(rt, db).client_id
+    token = issue_access_token(rt, client_id=client_id, subject=citizen.id, scope="openid", acr="2")[0]
+    refused = httpx.get(f"{live.url}/api/v1/dashboard", headers={"authorization": f"Bearer {token}"})
+    assert refused.status_code == 403 and refused.json()["code"] == "auth.insufficient_role"

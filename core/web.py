@@ -7,6 +7,7 @@ own 404/405/422, so every error a client sees is RFC 9457 ``application/problem+
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections.abc import Callable
@@ -331,16 +332,24 @@ def require(
     return guard
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(trusted_proxies: tuple[str, ...]) -> tuple[Any, ...]:
+    from ipaddress import ip_network
+
+    return tuple(ip_network(n, strict=False) for n in trusted_proxies)
+
+
 def client_ip(request: Request, trusted_proxies: list[str]) -> str:
-    """The caller's address, honouring ``X-Forwarded-For`` only from configured proxies."""
-    from ipaddress import ip_address, ip_network
+    """The caller's address, honouring ``X-Forwarded-For`` only from configured proxies (the
+    networks are parsed once per setting, not per request)."""
+    from ipaddress import ip_address
 
     peer = request.client.host if request.client else ""
     try:
         peer_ip = ip_address(peer)
     except ValueError:
         return peer
-    if any(peer_ip in ip_network(n, strict=False) for n in trusted_proxies):
+    if any(peer_ip in net for net in _networks(tuple(trusted_proxies))):
         forwarded = request.headers.get("x-forwarded-for")
         if forwarded:
             return forwarded.split(",")[-1].strip()

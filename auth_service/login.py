@@ -77,11 +77,15 @@ def _lock_seconds(failures: int, free: int) -> int:
     return min(60 * 2 ** (failures - free), MAX_LOCK_SECONDS)
 
 
-def locked_for(rt: Runtime, *keys: str, counted: set[str] | None = None) -> int:
+def locked_for(rt: Runtime, *keys: str, counted: set[str] | None = None, db: Session | None = None) -> int:
     """Seconds until the longest lock among ``keys`` ends (0: not locked). ``counted`` receives
-    the keys that have failures on record (only those need clearing after a success)."""
+    the keys that have failures on record (only those need clearing after a success). ``db``: a
+    session of the caller's to read in (a login reads the account and its locks together)."""
     now = timestamps.now()
-    with rt.db.read() as db:
+    if db is None:
+        with rt.db.read() as db:
+            rows = db.execute(select(Throttle).where(Throttle.key.in_(keys))).scalars().all()
+    else:
         rows = db.execute(select(Throttle).where(Throttle.key.in_(keys))).scalars().all()
     if counted is not None:
         counted.update(r.key for r in rows if r.failures or r.locked_until)
@@ -143,18 +147,18 @@ def check_password(rt: Runtime, *, login: str, password: str, ip: str) -> FirstF
     login = (login or "").strip()
     if not login or len(login) > 254 or len(password) > passwords.MAX_LENGTH * 4:
         raise LoginFailed("malformed")
-    with rt.db.read() as db:
+    on_record: set[str] = set()
+    ip_key = f"ip:{ip}"
+    with rt.db.read() as db:  # one read session: the account, its credential and the locks
         person = identity.find_person_by_login(rt, db, login)
         cred = db.get(Credential, person.id) if person else None
         stored = cred.password_hash if cred else None
         has_totp = bool(cred and cred.totp_confirmed)
         has_phone = bool(person and person.phone_masked)
-    acct = account_key(rt, person.id if person else None, login)
-    ip_key = f"ip:{ip}"
+        acct = account_key(rt, person.id if person else None, login)
+        locked = locked_for(rt, acct, ip_key, counted=on_record, db=db)
     target = f"person:{person.id}" if person else "login:unknown"
     actor = Actor.anonymous(ip)
-    on_record: set[str] = set()
-    locked = locked_for(rt, acct, ip_key, counted=on_record)
     if locked:
         with rt.db.transaction() as db:
             rt.audit.record(db, actor=actor, action="sso.login.refused", target=target, outcome="failure", details={"method": "pwd", "reason": "locked"})

@@ -85,14 +85,100 @@ def hsm_rate(env: dict[str, str], processes: int, seconds: float = 3.0) -> float
     return sum(counts) / seconds
 
 
-def lint_cost_ms(der: bytes, rounds: int = 200) -> float:
+def lint_cost_ms(der: bytes, rounds: int = 200, *, stock: bool = False) -> float:
+    """CPU per lint of ``der``: ``ca.lint``'s walk, or (``stock``) pkilint's own ``ValidatorContainer``
+    walk of the same validators."""
     from ca import lint
 
-    lint.lint_der(der)
+    run = lint.lint_der_stock if stock else lint.lint_der
+    run(der)
     t0 = time.process_time()  # CPU time: the machine is shared, wall time would count the others
     for _ in range(rounds):
-        lint.lint_der(der)
+        run(der)
     return (time.process_time() - t0) / rounds * 1000
+
+
+def minimal_certificate() -> bytes:
+    """One name, no extensions: what a bare pkilint figure (≈ 0.7 ms) is measured on."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minimal")])
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    )
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _postgres_backends(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving ``database`` (their process titles name it)."""
+    import psutil
+
+    out: dict[int, float] = {}
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = p.info["cmdline"] or []
+            if cmd and cmd[0].startswith("postgres:") and f" {database} " in f" {' '.join(cmd)} ":
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+class PostgresCpu:
+    """CPU the database's backends spend during a ``with`` block, sampled every 0.5 s so that a
+    backend which exits inside the block (a bulk worker's connections) still counts up to its last
+    sample."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.seconds = 0.0
+        self.own_cpu = 0.0
+
+    def __enter__(self) -> PostgresCpu:
+        import threading
+
+        self._start = _postgres_backends(self.database)
+        self._last = dict(self._start)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        t0 = time.thread_time()
+        while not self._stop.wait(0.5):
+            self._last.update(_postgres_backends(self.database))
+        self.own_cpu = time.thread_time() - t0  # the sampler's own CPU, for callers that count this process
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(_postgres_backends(self.database))
+        self.seconds = sum(v - self._start.get(pid, 0.0) for pid, v in self._last.items())
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (the bulk workers, once their pool is shut down)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 # -- the peer: openssl ca ---------------------------------------------------------------------------------
@@ -215,12 +301,16 @@ def main() -> None:
         with rt.db.transaction() as db:
             sample = service.issue_certificate(rt, db, actor, profile="citizen", csr=warm[0], subject_id=person.id)
         lint_ms = lint_cost_ms(sample.der)
+        lint_stock_ms = lint_cost_ms(sample.der, stock=True)
+        lint_min_ms = lint_cost_ms(minimal_certificate())
         env = {k: v for k, v in bh.env.items() if k.startswith("EAUTH_")}
         hsm1 = hsm_rate(env, 1)
         hsm2 = hsm_rate(env, WORKERS)
         report("raw HSM ECDSA P-256 signing, 1 process", hsm1, "signs/s")
         report(f"raw HSM ECDSA P-256 signing, {WORKERS} processes", hsm2, "signs/s")
         report("pkilint, one citizen certificate (CPU)", lint_ms, "ms", note=f"≤ {WORKERS * 1000 / lint_ms:,.0f}/s on {WORKERS} cores for linting alone")
+        report("  same, pkilint's own validator walk", lint_stock_ms, "ms", note=f"ca.lint's walk = {lint_ms / lint_stock_ms:.2f}× of it, same findings")
+        report("  pkilint, minimal certificate (1 name, 0 ext.)", lint_min_ms, "ms")
         items = [service.BulkItem(str(i), c, person.id) for i, c in enumerate(warm[1:])]
         t0, c0 = time.perf_counter(), time.process_time()
         with rt.db.transaction() as db:
@@ -239,22 +329,31 @@ def main() -> None:
 
         requests = [http_request("POST", "/api/v1/certificates", body=body(c), headers=auth) for c in csrs_api]
         warm_requests = [http_request("POST", "/api/v1/certificates", body=body(c), headers=auth) for c in make_csrs(40)]
-        with serve(bh, workers=WORKERS):
+        database = rt.settings.database_url.rsplit("/", 1)[-1]
+        with serve(bh, workers=WORKERS) as proc:
             w = http_load(bh.port, warm_requests, concurrency=CONCURRENCY)
             if w.statuses.get(201) != len(warm_requests):
                 raise RuntimeError(f"warm-up issuance failed: {w.statuses} (see {bh.home}/serve-{bh.port}.log)")
-            api = http_load(bh.port, requests, concurrency=CONCURRENCY)
+            s0 = tree_cpu(proc.pid)
+            with PostgresCpu(database) as pg_api:
+                api = http_load(bh.port, requests, concurrency=CONCURRENCY)
+            s1 = tree_cpu(proc.pid)
         ok = api.statuses.get(201, 0)
         api_rate = ok / api.seconds
+        api_server_ms, api_pg_ms = (s1 - s0) / max(ok, 1) * 1000, pg_api.seconds / max(ok, 1) * 1000
 
         # 3. bulk ---------------------------------------------------------------------------------------
         stamps: list[float] = []
         bulk_items = [service.BulkItem(str(i), c, person.id) for i, c in enumerate(csrs_bulk)]
-        t0 = time.perf_counter()
-        summary = bulk.issue_bulk_parallel(
-            rt.settings, build_runtime, actor, profile="citizen", items=bulk_items, workers=WORKERS, batch_size=100, on_result=lambda r: stamps.append(time.perf_counter())
-        )
+        t0, k0 = time.perf_counter(), children_cpu() + time.process_time()
+        with PostgresCpu(database) as pg_bulk:
+            summary = bulk.issue_bulk_parallel(
+                rt.settings, build_runtime, actor, profile="citizen", items=bulk_items, workers=WORKERS, batch_size=100, on_result=lambda r: stamps.append(time.perf_counter()), rt=rt
+            )
         bulk_wall = time.perf_counter() - t0
+        # the workers' CPU (their start-up included) + this process's (dispatching, results)
+        bulk_cpu_ms = (children_cpu() + time.process_time() - k0 - pg_bulk.own_cpu) / max(summary.issued, 1) * 1000
+        bulk_pg_ms = pg_bulk.seconds / max(summary.issued, 1) * 1000
         bulk_rate = summary.issued / bulk_wall
         steady = (len(stamps) - 100) / (stamps[-1] - stamps[99]) if len(stamps) > 200 else bulk_rate
 
@@ -272,8 +371,12 @@ def main() -> None:
     heading("Issuance figures")
     report(f"API POST /api/v1/certificates ({ok}/{n_api} 201, c={CONCURRENCY})", api_rate, "certs/s", reference=peer_rate, ref_label="openssl ca")
     print(f"{'':<44} latency p50 {api.pct(50):.1f} ms, p99 {api.pct(99):.1f} ms; {api.errors} transport errors; target ≥ 400/s", flush=True)
+    print(f"{'':<44} CPU per certificate: server {api_server_ms:.2f} ms + PostgreSQL {api_pg_ms:.2f} ms = {api_server_ms + api_pg_ms:.2f} ms "
+          f"→ ceiling {WORKERS * 1000 / (api_server_ms + api_pg_ms):,.0f}/s on {WORKERS} cores", flush=True)
     report(f"bulk, {WORKERS} processes ({summary.issued}/{summary.total} issued)", bulk_rate, "certs/s", reference=peer_rate, ref_label="openssl ca")
     print(f"{'':<44} steady state (after the first batch) {steady:,.1f}/s; target ≥ 1,000/s", flush=True)
+    print(f"{'':<44} CPU per certificate: workers {bulk_cpu_ms:.2f} ms (start-up included) + PostgreSQL {bulk_pg_ms:.2f} ms "
+          f"→ ceiling {WORKERS * 1000 / (bulk_cpu_ms + bulk_pg_ms):,.0f}/s on {WORKERS} cores", flush=True)
     report(f"openssl ca, 1 process per cert, {WORKERS} lanes ({peer_issued})", peer_rate, "certs/s")
     report("API vs raw HSM signing (2 processes)", api_rate, "certs/s", reference=hsm2, ref_label="HSM signs/s")
     report("bulk vs raw HSM signing (2 processes)", bulk_rate, "certs/s", reference=hsm2, ref_label="HSM signs/s")

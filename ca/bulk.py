@@ -9,8 +9,10 @@ so processes — not threads — add throughput.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import multiprocessing
+import queue
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -89,26 +91,71 @@ def issue_bulk_parallel(
     batch_size: int = DEFAULT_BATCH,
     ca_name: str | None = None,
     on_result: Callable[[BulkResult], None] | None = None,
+    rt: Runtime | None = None,
 ) -> BulkSummary:
-    """Batches spread over ``workers`` spawned processes. ``build_runtime`` (a picklable,
-    module-level function, e.g. ``eauth.runtime.build_runtime``) builds each worker's runtime: the
-    CA layer does not import the composition root."""
+    """Batches spread over ``workers`` processes. ``build_runtime`` (a picklable, module-level
+    function, e.g. ``eauth.runtime.build_runtime``) builds each spawned worker's runtime: the CA
+    layer does not import the composition root.
+
+    With ``rt`` (the caller's runtime) the calling process is one of the ``workers``: it issues
+    batches itself from the first moment, while ``workers - 1`` processes are spawned and join in
+    when they are ready — the seconds a spawned interpreter needs to start are not lost, and no core
+    idles behind a parent that only waits. Batches are handed out as they are needed (at most two
+    waiting per spawned worker), so whoever is free takes the next one."""
+    if rt is not None and workers <= 1:
+        return issue_bulk(rt, actor, profile=profile, items=items, batch_size=batch_size, ca_name=ca_name, on_result=on_result)
     issued = failed = 0
+
+    def deliver(results: list[BulkResult]) -> None:
+        nonlocal issued, failed
+        for result in results:
+            issued += result.ok
+            failed += not result.ok
+            if on_result:
+                on_result(result)
+
+    pending = collections.deque(list(b) for b in _batches(items, batch_size))
+    spawned = workers - 1 if rt is not None else workers
+    finished: queue.SimpleQueue[concurrent.futures.Future[list[BulkResult]]] = queue.SimpleQueue()
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init, initargs=(build_runtime, settings)) as pool:
-        futures = [pool.submit(_work, actor, profile, list(batch), ca_name) for batch in _batches(items, batch_size)]
-        for fut in concurrent.futures.as_completed(futures):
-            for result in fut.result():
-                issued += result.ok
-                failed += not result.ok
-                if on_result:
-                    on_result(result)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=spawned, mp_context=ctx, initializer=_init, initargs=(build_runtime, settings)) as pool:
+        in_flight = 0
+
+        def feed() -> None:
+            nonlocal in_flight
+            while pending and in_flight < 2 * spawned:
+                fut = pool.submit(_work, actor, profile, pending.popleft(), ca_name)
+                fut.add_done_callback(finished.put)
+                in_flight += 1
+
+        def collect(block: bool) -> None:
+            nonlocal in_flight
+            while in_flight:
+                try:
+                    fut = finished.get(block=block)
+                except queue.Empty:
+                    return
+                in_flight -= 1
+                deliver(fut.result())
+                feed()
+                block = False
+
+        feed()
+        while pending or in_flight:
+            collect(block=False)
+            if rt is not None and pending:
+                deliver(run_batch(rt, actor, profile, pending.popleft(), ca_name))
+            else:
+                collect(block=True)
     return BulkSummary(len(items), issued, failed)
 
 
 def _init(build_runtime: Callable[[Settings], Runtime], settings: Settings) -> None:
     global _worker_rt
     _worker_rt = build_runtime(settings)
+    from ca import lint
+
+    lint.warm()  # the validators, before the first batch arrives
     import atexit
 
     atexit.register(_close)

@@ -232,13 +232,13 @@ def cert_bulk(
             from core.settings import load_settings
             from eauth.runtime import build_runtime
 
-            with runtime() as rt:  # fail fast (token, schema, CA) before spawning workers
+            os.environ.setdefault("EAUTH_LOG_FORMAT", "text")
+            with runtime() as rt:  # fail fast (token, schema, CA) before spawning workers; then one of them
                 with rt.db.read() as db:
                     service.issuing_ca(rt, db)
-            os.environ.setdefault("EAUTH_LOG_FORMAT", "text")
-            summary = bulk.issue_bulk_parallel(
-                load_settings(), build_runtime, Actor.cli(), profile=profile, items=items, workers=workers, batch_size=batch_size, on_result=record
-            )
+                summary = bulk.issue_bulk_parallel(
+                    load_settings(), build_runtime, Actor.cli(), profile=profile, items=items, workers=workers, batch_size=batch_size, on_result=record, rt=rt
+                )
     finally:
         fh.close()
         if bar_ctx is not None:

@@ -124,6 +124,11 @@ def serve(
         access_log=False,
         proxy_headers=False,
         timeout_keep_alive=5,
+        # uvicorn pings each worker every 0.5 s and kills one that has not answered in this many
+        # seconds. A spawned worker answers only once it has re-imported this CLI's module, i.e. the
+        # whole platform: on a busy host (load 11 on 2 cores) that took longer than uvicorn's 5 s
+        # default, so workers were killed and respawned in a loop and the server never came up.
+        timeout_worker_healthcheck=60,
         http=EarlyAnswerProtocol,  # OCSP cache hits answered in the protocol; headers within 10 s (slow-loris); bodies: core.web.SlowBodyGuard
     )
 

@@ -278,6 +278,7 @@ class SerialClock:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_GRANTED = der.seq(der.integer(0))  # PKIStatusInfo { status granted }
 
 
 class TimestampAuthority:
@@ -324,6 +325,20 @@ class TimestampAuthority:
         self._certs_der = der.tlv(0xA0, b"".join(sorted([cert_der, *self.chain_der])))  # [0] IMPLICIT SET OF
         self._econtent_type = der.oid(OID_TST_INFO)
         self._signed_data_oid = der.oid(OID_SIGNED_DATA)
+        self._version_der = der.integer(1)
+        # The signed attributes differ per token only in the signing time (UTCTime: always 13
+        # octets) and the message digest (SHA-256: 32): the SET OF is a fixed sequence of byte
+        # strings with two holes. Its DER order (X.690 §11.6) is decided by the bytes before the
+        # holes, so it is worked out once here from sample values.
+        sample_time, sample_digest = b"\x00" * 13, b"\x00" * 32
+        signing_time_attr = der.seq(self._signing_time_oid, der.set_of(der.tlv(0x17, sample_time)))
+        digest_attr = der.seq(self._message_digest_oid, der.set_of(der.octet_string(sample_digest)))
+        ordered = sorted([self._content_type_attr, signing_time_attr, digest_attr, self._signing_cert_attr])
+        template = der.set_of(*ordered)
+        time_at = template.index(signing_time_attr) + len(signing_time_attr) - len(sample_time)
+        digest_at = template.index(digest_attr) + len(digest_attr) - len(sample_digest)
+        assert time_at < digest_at  # tag order: content type (0x18 long), signing time, digest, ESS
+        self._attrs_parts = (template[:time_at], template[time_at + 13 : digest_at], template[digest_at + 32 :])
 
     # -- protocol ------------------------------------------------------------------------------
 
@@ -335,37 +350,53 @@ class TimestampAuthority:
             return rejection(exc.failure, exc.text)
         return self.grant(query)
 
+    def respond_many(self, queries: list[bytes]) -> list[bytes]:
+        """:meth:`respond` for each query (``POST /tsa`` batches), the granted tokens signed in one
+        token borrow where the key offers it."""
+        out: list[bytes | TimestampQuery] = []
+        for query_der in queries:
+            try:
+                out.append(parse_query(query_der, policy=self.policy))
+            except TimestampRejected as exc:
+                out.append(rejection(exc.failure, exc.text))
+        prepared = [self._prepare(q) for q in out if isinstance(q, TimestampQuery)]
+        signatures = self._sign_many([attrs for _, _, attrs in prepared])
+        tokens = iter([der.seq(_GRANTED, self._assemble(*p, sig)) for p, sig in zip(prepared, signatures, strict=True)])
+        return [next(tokens) if isinstance(q, TimestampQuery) else q for q in out]
+
     def token_for_digest(self, digest: bytes, hash_name: str = "sha256") -> bytes:
         """A token over ``digest`` for our own use (JAdES/CAdES signature timestamps)."""
         imprint = der.seq(der.seq(der.oid(NAMES_TO_OID[hash_name])), der.octet_string(digest))
         return self.token(TimestampQuery(hash_name, digest, imprint, None, None, True))
 
     def grant(self, query: TimestampQuery) -> bytes:
-        token = self.token(query)
-        return der.seq(der.seq(der.integer(0)), token)
+        return der.seq(_GRANTED, self.token(query))
 
     def token(self, query: TimestampQuery) -> bytes:
         """The ``TimeStampToken`` (a CMS ``ContentInfo``) for a validated query."""
+        prepared = self._prepare(query)
+        return self._assemble(*prepared, self._sign(prepared[2]))
+
+    def _prepare(self, query: TimestampQuery) -> tuple[TimestampQuery, bytes, bytes]:
+        """(query, TSTInfo, signed attributes): everything before the signature."""
         serial, gen_time = self.serials.next(clock.now())
         tst_info = der.seq(
-            der.integer(1),
+            self._version_der,
             self._policy_der,
             query.imprint_der,
             der.integer(serial),
-            der.generalized_time(gen_time),
+            _generalized_time(gen_time),
             self._accuracy_der,
             der.integer(query.nonce) if query.nonce is not None else b"",
             self._tsa_name_der,
         )
-        signed_attrs = der.set_of(
-            self._content_type_attr,
-            der.seq(self._signing_time_oid, der.set_of(der.utc_time(gen_time))),
-            der.seq(self._message_digest_oid, der.set_of(der.octet_string(hashlib.sha256(tst_info).digest()))),
-            self._signing_cert_attr,
-        )
-        signature = self._sign(signed_attrs)
+        before_time, before_digest, after_digest = self._attrs_parts
+        signed_attrs = b"".join((before_time, _utc_time_text(gen_time), before_digest, hashlib.sha256(tst_info).digest(), after_digest))
+        return query, tst_info, signed_attrs
+
+    def _assemble(self, query: TimestampQuery, tst_info: bytes, signed_attrs: bytes, signature: bytes) -> bytes:
         signer_info = der.seq(
-            der.integer(1),
+            self._version_der,
             self._sid_der,
             self._sha256_alg,
             b"\xa0" + signed_attrs[1:],  # [0] IMPLICIT SET OF Attribute: same content, new tag
@@ -381,6 +412,16 @@ class TimestampAuthority:
         )
         return der.seq(self._signed_data_oid, der.explicit(0, signed_data))
 
+    def _sign_many(self, items: list[bytes]) -> list[bytes]:
+        batch = getattr(self.key, "sign_digests_raw", None) if self._is_ec else None
+        if batch is None or len(items) < 2:
+            return [self._sign(item) for item in items]
+        out = []
+        for raw in batch([hashlib.sha256(item).digest() for item in items]):
+            half = len(raw) // 2
+            out.append(utils.encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")))
+        return out
+
     def _sign(self, data: bytes) -> bytes:
         digest = hashlib.sha256(data).digest()
         if self._is_ec:
@@ -391,6 +432,20 @@ class TimestampAuthority:
                 return utils.encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
             return self.key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[call-arg, arg-type]
         return self.key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[call-arg]
+
+
+def _utc_time_text(at: datetime) -> bytes:
+    """The 13 octets of a UTCTime ``YYMMDDHHMMSSZ`` for a UTC ``at`` (what ``der.utc_time`` writes
+    after its tag and length; formatted by hand: ``strftime`` cost more than the DER around it)."""
+    return b"%02d%02d%02d%02d%02d%02dZ" % (at.year % 100, at.month, at.day, at.hour, at.minute, at.second)
+
+
+def _generalized_time(at: datetime) -> bytes:
+    """``der.generalized_time`` for a UTC ``at`` (the serial clock's genTime), by hand."""
+    text = b"%04d%02d%02d%02d%02d%02d" % (at.year, at.month, at.day, at.hour, at.minute, at.second)
+    if at.microsecond:
+        text += b"." + (b"%06d" % at.microsecond).rstrip(b"0")
+    return b"\x18" + bytes((len(text) + 1,)) + text + b"Z"
 
 
 def build_query(digest: bytes, hash_name: str = "sha256", *, nonce: int | None = None, cert_req: bool = True, policy: str | None = None) -> bytes:

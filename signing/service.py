@@ -238,6 +238,11 @@ def timestamp_response(rt: Runtime, query: bytes) -> bytes:
     return tsa_authority(rt).respond(query)
 
 
+def timestamp_responses(rt: Runtime, queries: list[bytes]) -> list[bytes]:
+    """:func:`timestamp_response` for a batch (``POST /tsa``'s timestamp thread)."""
+    return tsa_authority(rt).respond_many(queries)
+
+
 def _timestamper(rt: Runtime, db: Session | None = None) -> InProcessTimeStamper:
     tsa_authority(rt, db)
     state = _state(rt)

@@ -129,3 +129,43 @@ def test_tsa_is_rate_limited_per_address(rt, http: httpx.Client) -> None:  # typ
         else:
             lim.overrides[TSA_PER_IP.area] = saved  # type: ignore[assignment]
         reset(rt, TSA_PER_IP, "127.0.0.1")
+
+
+def test_a_batch_of_queries_answers_each_like_one_query(rt, pki, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``respond_many`` (the /tsa thread's batches, signatures in one token borrow): every reply is
+    the one ``respond`` would give — rejections alike, each granted token verified by openssl
+    against its own query, unique increasing serials, DER-ordered signed attributes."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from signing import service
+
+    authority = service.tsa_authority(rt)
+    tsa_pem = tmp_path / "tsa.pem"  # for the tokens asked without certReq
+    tsa_pem.write_bytes(x509.load_der_x509_certificate(authority.cert_der).public_bytes(serialization.Encoding.PEM) + (pki / "issuing.pem").read_bytes())
+    datas = [os.urandom(32) for _ in range(6)]
+    queries = [build_query(hashlib.sha256(d).digest(), nonce=i + 1, cert_req=i % 2 == 0) for i, d in enumerate(datas)]
+    bad = [b"", b"\x30\x03\x02\x01\x02", build_query(hashlib.sha256(b"x").digest(), policy="1.2.3.4")]
+    mixed = [queries[0], bad[0], queries[1], queries[2], bad[1], queries[3], bad[2], queries[4], queries[5]]
+    replies = authority.respond_many(mixed)
+    assert len(replies) == len(mixed)
+    for query, reply in zip(mixed, replies, strict=True):
+        if query in bad:
+            assert reply == authority.respond(query) and status_of(reply)[0] == "rejection"
+    granted = [r for q, r in zip(mixed, replies, strict=True) if q not in bad]
+    serials = []
+    for i, (data, query, reply) in enumerate(zip(datas, queries, granted, strict=True)):
+        assert status_of(reply) == ("granted", [])
+        signed = tsp.TimeStampResp.load(reply)["time_stamp_token"]["content"]
+        tst = signed["encap_content_info"]["content"].parsed
+        assert tst["nonce"].native == i + 1 and bool(signed["certificates"]) is (i % 2 == 0)
+        serials.append(tst["serial_number"].native)
+        attrs = signed["signer_infos"][0]["signed_attrs"]
+        encoded = [a.dump() for a in attrs]
+        assert encoded == sorted(encoded) and {a["type"].native for a in attrs} == {"content_type", "signing_time", "message_digest", "signing_certificate_v2"}
+        (tmp_path / "q.tsq").write_bytes(query)
+        (tmp_path / "r.tsr").write_bytes(reply)
+        (tmp_path / "d.bin").write_bytes(data)
+        ok = openssl("ts", "-verify", "-in", str(tmp_path / "r.tsr"), "-queryfile", str(tmp_path / "q.tsq"), "-CAfile", str(pki / "root.pem"), "-untrusted", str(pki / "issuing.pem") if i % 2 == 0 else str(tsa_pem))
+        assert ok.returncode == 0 and b"Verification: OK" in ok.stdout, ok.stdout + ok.stderr
+    assert serials == sorted(serials) and len(set(serials)) == len(serials)

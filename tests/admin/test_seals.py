@@ -155,7 +155,11 @@ def test_seal_image_is_confined_to_the_department_and_needs_csrf(rt, live, opera
     r = foreign_api.put(f"/api/v1/seals/{seal.id}/image", content=png(), headers={"content-type": "image/png"})
     assert r.status_code == 403 and r.json()["code"] == "admin.other_department"
     assert foreign_api.get(f"/api/v1/seals/{seal.id}/image").status_code == 403
+    assert foreign_api.get(f"/api/v1/seals/{seal.id}").status_code == 403  # nor its details
+    assert seal.id not in [s["id"] for s in foreign_api.get("/api/v1/seals").json()]
+    assert foreign_api.get("/api/v1/seals", params={"department": dept.id}).status_code == 403
     api = token_client(rt, live.url, Role.DEPARTMENT_ADMIN, department_id=dept.id)
+    assert [s["id"] for s in api.get("/api/v1/seals").json()] == [seal.id] and api.get(f"/api/v1/seals/{seal.id}").status_code == 200
     r = api.put(f"/api/v1/seals/{seal.id}/image", content=png(), headers={"content-type": "image/jpeg"})
     assert r.status_code == 415 and r.json()["code"] == "admin.image_media_type"
     weak = token_client(rt, live.url, Role.DEPARTMENT_ADMIN, department_id=dept.id, acr="1")

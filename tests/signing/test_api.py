@@ -169,7 +169,7 @@ def test_write_routes_refuse_missing_or_wrong_tokens(rt, http: httpx.Client, sea
     assert r.status_code == 404 and r.json()["code"] == "signing.seal_not_found"
 
 
-def test_operators_list_and_show_seals(rt, http: httpx.Client, seal) -> None:  # type: ignore[no-untyped-def]
+def test_operators_list_and_show_seals(rt, http: httpx.Client, seal, department) -> None:  # type: ignore[no-untyped-def]
     from tests.admin.conftest import open_operator
     from core.security import Role
     from auth_service.oidc.access_token import issue_access_token
@@ -177,7 +177,7 @@ def test_operators_list_and_show_seals(rt, http: httpx.Client, seal) -> None:  #
     from auth_service import service as sso
     from core.security import Actor
 
-    op = open_operator(rt, str(http.base_url).rstrip("/"), frozenset({Role.DEPARTMENT_ADMIN}), name="印章管理员")
+    op = open_operator(rt, str(http.base_url).rstrip("/"), frozenset({Role.DEPARTMENT_ADMIN}), name="印章管理员", department_id=department.id)
     op.http.close()
     with rt.db.transaction() as db:
         console, _ = sso.register_client(rt, db, Actor.cli(), name="印章台账", redirect_uris=["https://console.example/cb"])

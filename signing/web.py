@@ -123,8 +123,9 @@ class TimestampQueue:
     The general thread-pool hop (anyio: a capacity limiter, a cancel scope, a worker hand-off per
     call) cost more CPU per token than building the token; here the event loop appends the query
     to a list and awaits a future, the thread takes everything queued at once, answers each query
-    (HSM signature included: never on the event loop) and hands the replies back with one
-    ``call_soon_threadsafe`` per batch. Under load, one thread wake-up serves several tokens.
+    (HSM signatures included, made in one token borrow: never on the event loop) and hands the
+    replies back with one ``call_soon_threadsafe`` per batch. Under load, one thread wake-up serves
+    several tokens.
     One thread is enough: the HSM module lock serialises a process's signatures anyway. The thread
     starts with the first query and ends after ``IDLE_SECONDS`` without one.
     """
@@ -132,7 +133,7 @@ class TimestampQueue:
     MAX_BATCH = 64
     IDLE_SECONDS = 30.0
 
-    def __init__(self, respond: Callable[[bytes], bytes]) -> None:
+    def __init__(self, respond: Callable[[list[bytes]], list[bytes]]) -> None:
         self._respond = respond
         self._wake = threading.Condition(threading.Lock())
         self._pending: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bytes], bytes]] = []
@@ -161,15 +162,16 @@ class TimestampQueue:
                 batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
             replies: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bytes], bytes | None, Exception | None]]] = {}
             outcomes: dict[str, int] = {}
-            for loop, future, query in batch:
-                try:
-                    reply = self._respond(query)
-                except Exception as exc:  # noqa: BLE001 - handed to the waiting request (a problem, or a 500 logged there)
+            try:
+                answers = self._respond([query for _, _, query in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting requests (a problem, or a 500 logged there)
+                for loop, future, _ in batch:
                     replies.setdefault(loop, []).append((future, None, exc))
-                    continue
-                status = _pki_status(reply)
-                outcomes[status] = outcomes.get(status, 0) + 1
-                replies.setdefault(loop, []).append((future, reply, None))
+            else:
+                for (loop, future, _), reply in zip(batch, answers, strict=True):
+                    status = _pki_status(reply)
+                    outcomes[status] = outcomes.get(status, 0) + 1
+                    replies.setdefault(loop, []).append((future, reply, None))
             for status, count in outcomes.items():
                 metrics.TIMESTAMPS_ISSUED.labels(outcome=status).inc(count)
             for loop, items in replies.items():
@@ -196,7 +198,7 @@ class TsaFastPath:
     def __init__(self, app: ASGIApp, *, rt: Runtime) -> None:
         self.app = app
         self.rt = rt
-        self.queue = TimestampQueue(lambda query: service.timestamp_response(rt, query))
+        self.queue = TimestampQueue(lambda queries: service.timestamp_responses(rt, queries))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/tsa" or scope["method"] != "POST":

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, event, insert, select, update
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, bindparam, event, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core import clock, metrics
@@ -95,6 +95,12 @@ class AuditCheckpoint(Base):
     at: Mapped[str] = mapped_column(String(32))
     key_label: Mapped[str] = mapped_column(String(100))
     signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# record_many's statements, built once (constructing a statement costs about as much as running it)
+_HEAD_FOR_UPDATE = select(AuditHead.__table__.c.seq, AuditHead.__table__.c.hash).where(AuditHead.__table__.c.id == 1).with_for_update()
+_INSERT_ENTRIES = insert(AuditEntry.__table__)
+_MOVE_HEAD = update(AuditHead.__table__).where(AuditHead.__table__.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 
 
 def canonical(data: Any) -> str:
@@ -202,10 +208,9 @@ class AuditLog:
         # this session is expired afterwards, so record() in the same session sees the new head.
         session.flush()
         conn = session.connection()
-        heads = AuditHead.__table__
-        found = conn.execute(select(heads.c.seq, heads.c.hash).where(heads.c.id == 1).with_for_update()).one_or_none()
+        found = conn.execute(_HEAD_FOR_UPDATE).one_or_none()
         if found is None:
-            conn.execute(insert(heads).values(id=1, seq=0, hash=GENESIS))
+            conn.execute(insert(AuditHead.__table__).values(id=1, seq=0, hash=GENESIS))
             seq, prev = 0, GENESIS
         else:
             seq, prev = found.seq, found.hash
@@ -227,8 +232,8 @@ class AuditLog:
             if self._token is not None and seq % self.checkpoint_every == 0:
                 due.append((seq, digest))
             prev = digest
-        conn.execute(insert(AuditEntry.__table__), rows)
-        conn.execute(update(heads).where(heads.c.id == 1).values(seq=seq, hash=prev))
+        conn.execute(_INSERT_ENTRIES, rows)
+        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
         for obj in list(session.identity_map.values()):
             if isinstance(obj, AuditHead):
                 session.expire(obj)

@@ -49,6 +49,7 @@ class Certificate(Base):
     __table_args__ = (
         Index("ix_ca_certificates_status_not_after", "status", "not_after"),
         Index("ix_ca_certificates_issuer_status", "issuer", "status"),
+        Index("ix_ca_certificates_created_at", "created_at"),  # the publisher's pre-signing scan (ca_0003)
     )
 
     serial: Mapped[str] = mapped_column(String(40), primary_key=True)  # lowercase hex, no leading zeros

@@ -415,6 +415,10 @@ def response_for(rt: Runtime, db: Session, serial: str) -> bytes:
     return der
 
 
+SWEPT_KEY = "ca.ocsp.swept"  # issuer -> (responder serial all its responses carry, when seen)
+RESWEEP_SECONDS = 600.0
+
+
 def refresh_stale(rt: Runtime, *, limit: int = 500) -> int:
     """Re-sign stored responses past 40 % of their validity (before workers look for new copies
     at 50 %) or signed by a superseded responder. Conditional on ``seq``, so a concurrent status
@@ -428,13 +432,22 @@ def refresh_stale(rt: Runtime, *, limit: int = 500) -> int:
             .where(OcspResponse.this_update < threshold)
             .limit(limit)
         ).all()
+        swept = rt.extensions.setdefault(SWEPT_KEY, {})
         if len(stale) < limit:
             for issuer, responder_serial in responders.items():
-                stale += db.execute(
+                # A responder's responses all carry it once swept: look again only when it changes
+                # or every RESWEEP_SECONDS (this query reads every response of the issuer).
+                if swept.get(issuer, ("", 0.0))[0] == responder_serial and time.monotonic() - swept[issuer][1] < RESWEEP_SECONDS:
+                    continue
+                room = limit - len(stale)
+                found = db.execute(
                     select(OcspResponse.issuer, OcspResponse.serial, OcspResponse.seq)
                     .where(OcspResponse.issuer == issuer, OcspResponse.responder != responder_serial)
-                    .limit(limit - len(stale))
+                    .limit(room)
                 ).all()
+                stale += found
+                if len(found) < room:  # none left once these are re-signed
+                    swept[issuer] = (responder_serial, time.monotonic())
     if not stale:
         return 0
     done = 0

@@ -10,13 +10,19 @@ happens, numbered so the crash-safety argument can be read off the code:
    a serial is never reused);
 3. the same builder is signed with a throwaway key and linted with pkilint; an error or fatal
    finding refuses issuance (status ``failed``, problem naming the finding);
-4. the HSM signs the TBS once; a token failure leaves the row ``failed`` and no certificate;
+4. the HSM signs the linted copy's TBS *bytes* once, and the certificate is assembled from those
+   bytes, the copy's signature algorithm and the HSM's signature (so what is signed is by
+   construction what was linted); a token failure leaves the row ``failed`` and no certificate;
 5. the certificate's TBS is compared with the linted one and its signature verified with the CA
    public key before anything is released;
 6. the certificate is stored ``issued`` with its maintenance record and audit entry, committed;
    only then is it returned.
 
 The caller's session is committed at steps 2 and 6 (``core.db.Database.transaction`` allows it).
+For several drafts (bulk batches, :func:`issue_many` for the API's group commit) steps 2 and 6 are
+one commit each for all of them — one multi-row INSERT of the ``pending`` rows, one executemany
+UPDATE, one INSERT of the maintenance records and one of the audit entries (``AuditLog.record_many``:
+one lock of the chain head) — while steps 3-5 still run for each certificate on its own.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ Blocking work (pyHanko, HSM, database) runs in the thread pool, never on the eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -145,25 +146,38 @@ class TimestampQueue:
         with self._wake:
             self._pending.append((loop, future, query))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="eauth-tsa", daemon=True)
-                self._thread.start()
+                self._start()
             else:
                 self._wake.notify()
         return await future
 
+    def _start(self) -> None:  # with self._wake held
+        self._thread = threading.Thread(target=self._run, name="eauth-tsa", daemon=True)
+        self._thread.start()
+
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            with self._wake:
+                self._thread = None
+                if self._pending:  # queued meanwhile, or this thread failed: never leave a query waiting
+                    self._start()
+
+    def _serve(self) -> None:
         while True:
             with self._wake:
                 if not self._pending:
                     self._wake.wait(self.IDLE_SECONDS)
                     if not self._pending:
-                        self._thread = None  # idle: the next query starts a new thread
-                        return
+                        return  # idle: the next query starts a new thread
                 batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
             replies: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bytes], bytes | None, Exception | None]]] = {}
             outcomes: dict[str, int] = {}
             try:
                 answers = self._respond([query for _, _, query in batch])
+                if len(answers) != len(batch):
+                    raise RuntimeError(f"{len(answers)} timestamp replies for {len(batch)} queries")
             except Exception as exc:  # noqa: BLE001 - handed to the waiting requests (a problem, or a 500 logged there)
                 for loop, future, _ in batch:
                     replies.setdefault(loop, []).append((future, None, exc))
@@ -172,13 +186,14 @@ class TimestampQueue:
                     status = _pki_status(reply)
                     outcomes[status] = outcomes.get(status, 0) + 1
                     replies.setdefault(loop, []).append((future, reply, None))
-            for status, count in outcomes.items():
-                metrics.TIMESTAMPS_ISSUED.labels(outcome=status).inc(count)
             for loop, items in replies.items():
                 try:
                     loop.call_soon_threadsafe(_deliver, items)
                 except RuntimeError:  # that loop has closed: nobody waits for these replies
                     pass
+            for status, count in outcomes.items():
+                with contextlib.suppress(Exception):  # a metrics failure must not stop the unit
+                    metrics.TIMESTAMPS_ISSUED.labels(outcome=status).inc(count)
 
 
 def _deliver(items: list[tuple[asyncio.Future[bytes], bytes | None, Exception | None]]) -> None:

@@ -169,3 +169,40 @@ def test_a_batch_of_queries_answers_each_like_one_query(rt, pki, tmp_path) -> No
         ok = openssl("ts", "-verify", "-in", str(tmp_path / "r.tsr"), "-queryfile", str(tmp_path / "q.tsq"), "-CAfile", str(pki / "root.pem"), "-untrusted", str(pki / "issuing.pem") if i % 2 == 0 else str(tsa_pem))
         assert ok.returncode == 0 and b"Verification: OK" in ok.stdout, ok.stdout + ok.stderr
     assert serials == sorted(serials) and len(set(serials)) == len(serials)
+
+
+def test_timestamp_queue_answers_each_waiter_survives_failures_and_idles_out() -> None:
+    """The /tsa thread: each waiting request gets the reply to its own query, however the queries
+    were batched; a failure reaches every request of its batch and the thread goes on; an idle
+    thread ends and the next query starts another."""
+    import asyncio
+
+    from core.errors import Kind, Problem
+    from signing.web import TimestampQueue
+
+    batches: list[int] = []
+
+    def respond(queries: list[bytes]) -> list[bytes]:
+        batches.append(len(queries))
+        if b"fail" in queries:
+            raise Problem(Kind.UNAVAILABLE, "tsa.not_initialised", "no unit")
+        return [b"reply:" + q for q in queries]
+
+    queue = TimestampQueue(respond)
+    queue.IDLE_SECONDS = 0.2  # type: ignore[misc]
+
+    async def run(queries: list[bytes]) -> list[object]:
+        return await asyncio.gather(*(queue.submit(q) for q in queries), return_exceptions=True)
+
+    queries = [f"q{i}".encode() for i in range(50)]
+    assert asyncio.run(run(queries)) == [b"reply:" + q for q in queries]
+    assert sum(batches) == 50
+    outcome = asyncio.run(run([b"a", b"fail", b"b"]))
+    assert all(isinstance(o, Problem) for o in outcome) or (outcome[0] == b"reply:a" and isinstance(outcome[1], Problem))
+    assert asyncio.run(run([b"after"])) == [b"reply:after"]
+    worker = queue._thread
+    assert worker is not None and worker.is_alive()
+    worker.join(timeout=5)  # idle for IDLE_SECONDS: it ends by itself
+    assert not worker.is_alive() and queue._thread is None
+    assert asyncio.run(run([b"again"])) == [b"reply:again"]
+    assert queue._thread is not None and queue._thread is not worker and queue._thread.name == "eauth-tsa"

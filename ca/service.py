@@ -563,6 +563,8 @@ def issue_many(rt: Runtime, db: Session, requests: Sequence[CertificateRequest])
     problem never touches another's result. Commits ``db``."""
     results: list[IssuedCertificate | Problem | None] = [None] * len(requests)
     groups: dict[str, tuple[Authority, list[tuple[int, _Draft]]]] = {}
+    refs = [(req.subject_id or "").strip() for req in requests]
+    held = identity.prefetch_persons(db, [r for r in refs if re.fullmatch(r"[0-9a-f]{32}", r)]) if len(requests) > 1 else []
     for i, req in enumerate(requests):
         try:
             authority, draft = _prepare(rt, db, req)
@@ -570,6 +572,7 @@ def issue_many(rt: Runtime, db: Session, requests: Sequence[CertificateRequest])
             results[i] = exc
             continue
         groups.setdefault(authority.name, (authority, []))[1].append((i, draft))
+    del held
     for authority, pairs in groups.values():
         for (i, _), outcome in zip(pairs, _issue_drafts(rt, db, None, authority, [d for _, d in pairs]), strict=True):
             results[i] = outcome
@@ -640,6 +643,8 @@ def issue_batch(rt: Runtime, db: Session, actor: Actor, *, profile: str, items: 
     results: list[BulkResult | None] = [None] * len(items)
     drafts: list[_Draft] = []
     positions: list[int] = []
+    refs = [(item.subject_id or "").strip() for item in items]
+    held = identity.prefetch_persons(db, [r for r in refs if re.fullmatch(r"[0-9a-f]{32}", r)])  # one query, not one per item
     for i, item in enumerate(items):
         try:
             parsed = csr_mod.parse(item.csr)
@@ -650,6 +655,7 @@ def issue_batch(rt: Runtime, db: Session, actor: Actor, *, profile: str, items: 
             positions.append(i)
         except Problem as exc:
             results[i] = BulkResult(item.ref, False, code=exc.code, detail=exc.detail)
+    del held
     for pos, outcome, d in zip(positions, _issue_drafts(rt, db, actor, authority, drafts), drafts, strict=True):
         serial = serial_hex(d.serial)
         if isinstance(outcome, Problem):

@@ -233,6 +233,18 @@ def _get_person(db: Session, person_id: str) -> Person:
     return person
 
 
+def prefetch_persons(db: Session, person_ids: list[str]) -> list[object]:
+    """Load these persons into ``db`` with one query, so that look-ups by id in this session
+    (:func:`get_person`, :func:`person_secrets`) find them without one query each — for callers
+    that handle many subjects at once (bulk certificate enrolment). The session keeps only weak
+    references: hold the returned list for as long as the look-ups go on."""
+    wanted = sorted(set(person_ids))
+    held: list[object] = []
+    for start in range(0, len(wanted), 500):
+        held.extend(db.execute(select(Person).where(Person.id.in_(wanted[start : start + 500]))).scalars())
+    return held
+
+
 def get_person(db: Session, person_id: str) -> PersonView:
     return _person_view(_get_person(db, person_id))
 

@@ -154,6 +154,10 @@ def test_metrics_aggregate_across_worker_processes(cli_home) -> None:  # type: i
                 text = httpx.get(base + "/metrics").text
                 pids = {dict(labels).get("pid") for (name, labels) in samples(text) if name == "eauth_process_resident_memory_bytes"}
         assert len(pids) == 2, f"expected samples from 2 workers, got {pids}"
+        # eauth serve bounds glibc's malloc arenas in the workers it spawns (flat memory; see bound_malloc_arenas)
+        for pid in pids:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"MALLOC_ARENA_MAX=2" in environ, f"worker {pid} runs without MALLOC_ARENA_MAX=2"
         # every request counted exactly once, whichever worker answered it and the scrape
         assert value(text, "eauth_http_requests_total", route="/health", status="200") == served
         assert (cli_home.home / "run" / "metrics").is_dir()

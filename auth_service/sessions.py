@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from auth_service import timestamps
@@ -47,6 +47,7 @@ class SessionView:
 
 _TABLE = BrowserSession.__table__
 _VIEW_COLUMNS = tuple(_TABLE.c[name] for name in ("id", "person_id", "acr", "amr", "auth_time", "created_at", "last_seen_at", "expires_at", "ip", "user_agent", "ended_at", "end_reason"))
+_BY_COOKIE = select(*_VIEW_COLUMNS).where(_TABLE.c.cookie_hash == bindparam("digest"))  # built once: every authorization request runs it
 
 
 def _view(row: BrowserSession) -> SessionView:
@@ -92,7 +93,7 @@ def current_session(rt: Runtime, cookie_value: str | None, *, db: Session | None
 
 def _session_row(db: Session, digest: str) -> Any:
     # Core, not ORM: every authorization request of a signed-in user runs this.
-    return db.connection().execute(select(*_VIEW_COLUMNS).where(_TABLE.c.cookie_hash == digest)).one_or_none()
+    return db.connection().execute(_BY_COOKIE, {"digest": digest}).one_or_none()
 
 
 def _needs_write(rt: Runtime, row: Any) -> bool:

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 from auth_service import sessions as sessions_mod
@@ -248,6 +248,10 @@ def record_consent(rt: Runtime, db: Session, *, person_id: str, client_id: str, 
     rt.audit.record(db, actor=Actor("person", person_id), action="sso.consent.grant", target=f"client:{client_id}", details={"scopes": list(scopes)})
 
 
+_NEW_CODE = insert(AuthorizationCode.__table__)
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+
+
 def issue_code(rt: Runtime, db: Session, client: ClientView, req: AuthRequest, session: sessions_mod.SessionView, *, asynchronous: bool = True) -> str:
     """Store a single-use code (hashed) and return the redirect to the client (RFC 9207 ``iss``).
 
@@ -257,30 +261,30 @@ def issue_code(rt: Runtime, db: Session, client: ClientView, req: AuthRequest, s
     disk per sign-in costs every user the wait. Redemption, which makes the code single-use, stays
     a synchronous commit. ``asynchronous=False``: the transaction also holds work that must be
     durable when the user sees the answer (a login's session and audit entry)."""
+    conn = db.connection()
     if asynchronous and rt.db.dialect == "postgresql":
-        from sqlalchemy import text
-
-        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        conn.execute(_ASYNC_COMMIT)
     code = secrets.token_urlsafe(32)
     now_dt = timestamps.now()
-    # A Core INSERT, not an ORM object flushed at commit: every sign-in runs this.
-    db.connection().execute(
-        insert(AuthorizationCode.__table__).values(
-            code_hash=hashlib.sha256(code.encode()).hexdigest(),
-            grant_id=secrets.token_hex(16),
-            client_id=client.client_id,
-            session_id=session.id,
-            person_id=session.person_id,
-            redirect_uri=req.redirect_uri,
-            scope=" ".join(req.scope),
-            nonce=req.nonce,
-            code_challenge=req.code_challenge,
-            acr=session.acr,
-            amr=" ".join(session.amr),
-            auth_time=session.auth_time,
-            created_at=timestamps.stamp(now_dt),
-            expires_at=timestamps.stamp(now_dt, seconds=CODE_SECONDS),
-        )
+    # A Core INSERT built once, not an ORM object flushed at commit: every sign-in runs this.
+    conn.execute(
+        _NEW_CODE,
+        {
+            "code_hash": hashlib.sha256(code.encode()).hexdigest(),
+            "grant_id": secrets.token_hex(16),
+            "client_id": client.client_id,
+            "session_id": session.id,
+            "person_id": session.person_id,
+            "redirect_uri": req.redirect_uri,
+            "scope": " ".join(req.scope),
+            "nonce": req.nonce,
+            "code_challenge": req.code_challenge,
+            "acr": session.acr,
+            "amr": " ".join(session.amr),
+            "auth_time": session.auth_time,
+            "created_at": timestamps.stamp(now_dt),
+            "expires_at": timestamps.stamp(now_dt, seconds=CODE_SECONDS),
+        },
     )
     sessions_mod.record_client(db, session.id, client.client_id)
     return redirect_with(req.redirect_uri, {"code": code, "state": req.state, "iss": rt.settings.public_url})

@@ -18,7 +18,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from auth_service import timestamps
@@ -127,6 +127,9 @@ def _user_tokens(
     return body, audit
 
 
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+
+
 def _flush_with_audit(rt: Runtime, db: Session) -> None:
     """Let this (successful) issuance transaction commit without its own WAL flush on PostgreSQL.
 
@@ -135,9 +138,7 @@ def _flush_with_audit(rt: Runtime, db: Session) -> None:
     earlier commit — this one included. One disk flush per batch of issuances instead of two per
     token, with the same guarantee (nothing returned that a crash could take back)."""
     if rt.db.dialect == "postgresql":
-        from sqlalchemy import text
-
-        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        db.connection().execute(_ASYNC_COMMIT)
 
 
 def _audited(rt: Runtime, issued: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
@@ -156,6 +157,19 @@ def _audited(rt: Runtime, issued: tuple[dict[str, Any], dict[str, Any]]) -> dict
 _CODES = AuthorizationCode.__table__
 _GRANTS = Grant.__table__
 _SESSIONS = BrowserSession.__table__
+# The redemption's statements, built once (building a SQLAlchemy statement costs about as much CPU
+# as running it). The redemption itself: one conditional UPDATE … RETURNING — only the client the
+# code was issued to can spend it, once, before it expires.
+_REDEEM = (
+    update(_CODES)
+    .where(
+        _CODES.c.code_hash == bindparam("h"), _CODES.c.client_id == bindparam("client"), _CODES.c.redeemed_at.is_(None), _CODES.c.expires_at > bindparam("now")
+    )
+    .values(redeemed_at=bindparam("now"))
+    .returning(_CODES)
+)
+_SESSION_STATE = select(_SESSIONS.c.ended_at, _SESSIONS.c.expires_at).where(_SESSIONS.c.id == bindparam("sid"))
+_NEW_GRANT = insert(_GRANTS)
 
 
 def authorization_code_grant(rt: Runtime, client: ClientView, form: dict[str, str]) -> dict[str, Any]:
@@ -169,14 +183,7 @@ def authorization_code_grant(rt: Runtime, client: ClientView, form: dict[str, st
     with rt.db.transaction() as db:
         conn = db.connection()
         now = timestamps.stamp()
-        # The redemption itself: one conditional UPDATE … RETURNING (Core, not ORM: this is every
-        # sign-in's hot path). Only the client the code was issued to can spend it.
-        row = conn.execute(
-            update(_CODES)
-            .where(_CODES.c.code_hash == code_hash, _CODES.c.client_id == client.client_id, _CODES.c.redeemed_at.is_(None), _CODES.c.expires_at > now)
-            .values(redeemed_at=now)
-            .returning(_CODES)
-        ).one_or_none()
+        row = conn.execute(_REDEEM, {"h": code_hash, "client": client.client_id, "now": now}).one_or_none()  # Core: every sign-in runs it
         if row is None:
             # Why not: unknown, another client's, replayed or expired (rare, so looked up afterwards).
             spent = db.get(AuthorizationCode, code_hash)
@@ -199,7 +206,7 @@ def authorization_code_grant(rt: Runtime, client: ClientView, form: dict[str, st
         elif not row.code_challenge and verifier is not None:
             failure = OAuthError("invalid_grant", "code_verifier given but the authorization request had no code_challenge")
         else:
-            session = conn.execute(select(_SESSIONS.c.ended_at, _SESSIONS.c.expires_at).where(_SESSIONS.c.id == row.session_id)).one_or_none()
+            session = conn.execute(_SESSION_STATE, {"sid": row.session_id}).one_or_none()
             if session is None or session.ended_at is not None:
                 failure = OAuthError("invalid_grant", "the login session has ended")
         if failure is None:
@@ -220,10 +227,11 @@ def authorization_code_grant(rt: Runtime, client: ClientView, form: dict[str, st
                 expires_at=timestamps.stamp(days=OFFLINE_DAYS) if offline else session.expires_at,
             )
             conn.execute(
-                insert(_GRANTS).values(
-                    id=grant.id, client_id=grant.client_id, person_id=grant.person_id, session_id=grant.session_id, scope=grant.scope, acr=grant.acr,
-                    amr=grant.amr, auth_time=grant.auth_time, created_at=grant.created_at, expires_at=grant.expires_at,
-                )
+                _NEW_GRANT,
+                {
+                    "id": grant.id, "client_id": grant.client_id, "person_id": grant.person_id, "session_id": grant.session_id, "scope": grant.scope,
+                    "acr": grant.acr, "amr": grant.amr, "auth_time": grant.auth_time, "created_at": grant.created_at, "expires_at": grant.expires_at,
+                },
             )
             issued = _user_tokens(rt, db, client, grant, nonce=row.nonce, grant_type="authorization_code", refresh=refresh)
             _flush_with_audit(rt, db)

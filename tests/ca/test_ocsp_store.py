@@ -138,3 +138,31 @@ def test_quick_certid_never_accepts_what_the_full_parser_reads_differently() -> 
             seen += 1
             assert quick == _full_read(bytes(der)), bytes(der).hex()
     assert seen > 1000  # the damage often leaves a valid request (a hash byte changed): those were compared
+
+
+def test_publisher_scans_new_certificates_narrowly_and_looks_back_for_late_ones(rt, subjects) -> None:  # type: ignore[no-untyped-def]
+    """The pre-signing scan starts each second just before the previous one (not ten minutes back:
+    that re-read every recent certificate each second); once a minute it looks back ten minutes for
+    a certificate whose row is older than the watermark (reserved earlier, issued later)."""
+    from datetime import timedelta
+
+    from sqlalchemy import delete, update
+
+    from ca import publisher
+    from ca.models import Certificate
+    from core import clock
+
+    pub = publisher.Publisher(rt)  # not started: its scheduled work, run here
+    pub.scheduled_work()
+    pub.scheduled_work()
+    assert pub._presign_since >= ocsp._iso(clock.now() - timedelta(seconds=30)), pub._presign_since
+    with rt.db.transaction() as db:
+        late = service.issue_certificate(rt, db, ACTOR, profile="citizen", csr=make_csr(), subject_id=subjects.person_id)
+    with rt.db.transaction() as db:
+        db.execute(delete(OcspResponse).where(OcspResponse.issuer == late.issuer, OcspResponse.serial == late.serial))
+        db.execute(update(Certificate).where(Certificate.serial == late.serial).values(created_at=ocsp._iso(clock.now() - timedelta(minutes=3))))
+    pub._last_lookback = 0.0  # a minute has passed
+    pub.scheduled_work()
+    with rt.db.read() as db:
+        assert db.get(OcspResponse, (late.issuer, late.serial)) is not None
+    assert pub._presign_since >= ocsp._iso(clock.now() - timedelta(seconds=30))  # and narrow again

@@ -22,7 +22,6 @@ from concurrent.futures import Future
 
 from ca import service
 from ca.service import CertificateRequest, IssuedCertificate
-from core.errors import Problem
 from core.runtime import Runtime
 
 MAX_GROUP = 32  # requests per group; the rest wait for the next combiner
@@ -71,7 +70,7 @@ class GroupCommit:
                     raise
                 continue
             for (_, fut), outcome in zip(part, outcomes, strict=True):
-                if isinstance(outcome, Problem):
+                if isinstance(outcome, Exception):
                     fut.set_exception(outcome)
                 else:
                     fut.set_result(outcome)

@@ -556,19 +556,20 @@ def issue_certificate(
     return _one(_issue_drafts(rt, db, actor, authority, [draft]))
 
 
-def issue_many(rt: Runtime, db: Session, requests: Sequence[CertificateRequest]) -> list[IssuedCertificate | Problem]:
+def issue_many(rt: Runtime, db: Session, requests: Sequence[CertificateRequest]) -> list[IssuedCertificate | Exception]:
     """Independent single issuances (each with its own requester) sharing the two commits of
     :func:`_issue_drafts`: the API's group commit (``ca.groupcommit``). Each request gets exactly
-    what :func:`issue_certificate` would give it — its certificate or its problem — and one request's
-    problem never touches another's result. Commits ``db``."""
-    results: list[IssuedCertificate | Problem | None] = [None] * len(requests)
+    what :func:`issue_certificate` would give it — its certificate or its problem (or, for a request
+    that trips an unexpected error while it is checked, that error) — and one request's problem never
+    touches another's result. Commits ``db``."""
+    results: list[IssuedCertificate | Exception | None] = [None] * len(requests)
     groups: dict[str, tuple[Authority, list[tuple[int, _Draft]]]] = {}
     refs = [(req.subject_id or "").strip() for req in requests]
     held = identity.prefetch_persons(db, [r for r in refs if re.fullmatch(r"[0-9a-f]{32}", r)]) if len(requests) > 1 else []
     for i, req in enumerate(requests):
         try:
             authority, draft = _prepare(rt, db, req)
-        except Problem as exc:
+        except Exception as exc:  # noqa: BLE001 - that request's own outcome (a 500 for it alone)
             results[i] = exc
             continue
         groups.setdefault(authority.name, (authority, []))[1].append((i, draft))

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import insert, text
+from sqlalchemy import bindparam, delete, insert, text
 from sqlalchemy.orm import Session
 
 from auth_service import sessions as sessions_mod
@@ -297,19 +297,26 @@ def oauth_scopes(scope: tuple[str, ...]) -> tuple[str, ...]:
 # -- interactions (a pending request while the user logs in) ------------------------------------------
 
 
+_NEW_INTERACTION = insert(Interaction.__table__)
+_DROP_INTERACTION = delete(Interaction.__table__).where(Interaction.__table__.c.id_hash == bindparam("h"))
+
+
 def create_interaction(db: Session, *, browser_hash: str, req: AuthRequest) -> str:
     token = secrets.token_urlsafe(24)
     now_dt = timestamps.now()
-    db.add(
-        Interaction(
-            id_hash=hashlib.sha256(token.encode()).hexdigest(),
-            browser_hash=browser_hash,
-            client_id=req.client_id,
-            params=json.dumps({"req": json.loads(req.to_json())}),
-            amr="",
-            created_at=timestamps.stamp(now_dt),
-            expires_at=timestamps.stamp(now_dt, minutes=INTERACTION_MINUTES),
-        )
+    # A prebuilt Core INSERT: every sign-in that starts without a session runs this.
+    db.connection().execute(
+        _NEW_INTERACTION,
+        {
+            "id_hash": hashlib.sha256(token.encode()).hexdigest(),
+            "browser_hash": browser_hash,
+            "client_id": req.client_id,
+            "params": json.dumps({"req": json.loads(req.to_json())}),
+            "person_id": None,
+            "amr": "",
+            "created_at": timestamps.stamp(now_dt),
+            "expires_at": timestamps.stamp(now_dt, minutes=INTERACTION_MINUTES),
+        },
     )
     return token
 
@@ -365,6 +372,9 @@ def create_account_interaction(db: Session, *, browser_hash: str, next_path: str
 
 
 def drop_interaction(db: Session, token: str) -> None:
-    row = db.get(Interaction, hashlib.sha256(token.encode()).hexdigest())
-    if row is not None:
-        db.delete(row)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    loaded = db.identity_map.get(Session.identity_key(Interaction, digest))
+    if loaded is not None:  # loaded (and maybe changed) in this session: let the ORM delete it
+        db.delete(loaded)
+        return
+    db.connection().execute(_DROP_INTERACTION, {"h": digest})  # every completed sign-in: one DELETE, no SELECT first

@@ -479,3 +479,22 @@ def test_success_clears_the_failure_count(meta, new_agent, citizen, make_client)
     other = new_agent()
     statuses = [_login_attempt(other, meta, client, citizen.id_number, "Wrong-Password-123").status_code for _ in range(5)]
     assert statuses == [401, 401, 401, 401, 429]
+
+
+def test_completed_interaction_cannot_be_replayed(meta, agent, citizen, make_client, rt) -> None:  # type: ignore[no-untyped-def]
+    """A sign-in's pending interaction is deleted with the code it produced: posting the same login
+    form again (a replay of the completed step) finds nothing and shows the expired page."""
+    from auth_service.models import Interaction
+
+    client, secret = make_client(**FIRST_PARTY)
+    sess = rp.session(meta, client.client_id, secret)
+    url, _state, _nonce, _verifier = rp.authorization_url(meta, sess)
+    page = agent.follow(agent.get(url))
+    form = agent.form("/sso/login", page)
+    ia = form.fields["ia"]
+    done = agent.follow(agent.http.post(form.action, data={**form.fields, "login": citizen.id_number, "password": citizen.password}))
+    assert "code" in rp.query(done.headers["location"])
+    with rt.db.read() as db:
+        assert db.get(Interaction, hashlib.sha256(ia.encode()).hexdigest()) is None
+    again = agent.http.post(form.action, data={**form.fields, "login": citizen.id_number, "password": citizen.password})
+    assert again.status_code == 400 and 'data-error="interaction_expired"' in again.text

@@ -73,8 +73,11 @@ def parse_csv(data: bytes) -> list[dict[str, str]]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise invalid("admin.bulk_not_utf8", "the file is not UTF-8 text", file="not UTF-8") from exc
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:  # e.g. a bare carriage return inside the header line
+        raise invalid("admin.bulk_bad_csv", f"the CSV is malformed: {exc}", file="malformed") from exc
     missing = [c for c in ("name", "id_number", "csr") if c not in header]
     if missing:
         raise invalid("admin.bulk_bad_header", f"the CSV header lacks {', '.join(missing)} (expected {','.join(COLUMNS)})", file="bad header")

@@ -605,7 +605,9 @@ def state(rt: Runtime) -> ResponderState:
             st.set_issuers(load_issuers(db))
             st.last_seq = db.execute(select(OcspSequence.value).where(OcspSequence.id == 1)).scalar_one_or_none() or 0
         st = rt.extensions.setdefault(EXTENSION_KEY, st)
-        metrics.watch("ocsp", metrics.OCSP_RESPONSES, "status", st.response_totals)
+        # one reader per responder state: a process holding several runtimes (the test suite) counts
+        # every one of them; watching under one shared name let the newest hide the others
+        metrics.watch(f"ocsp:{id(st)}", metrics.OCSP_RESPONSES, "status", st.response_totals)
     return st
 
 

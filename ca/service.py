@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ca import csr as csr_mod
@@ -569,6 +570,10 @@ def issue_many(rt: Runtime, db: Session, requests: Sequence[CertificateRequest])
     for i, req in enumerate(requests):
         try:
             authority, draft = _prepare(rt, db, req)
+        except SQLAlchemyError:
+            # the database failed, not this request: the group's session is unusable for all of them,
+            # and core.db.Database.transaction turns the error into the 503 problem each one hears
+            raise
         except Exception as exc:  # noqa: BLE001 - that request's own outcome (a 500 for it alone)
             results[i] = exc
             continue

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.common import bench_home, heading, http_load, http_request, main_guard, report, scale, serve
+from bench.common import bench_home, heading, http_load, http_request, main_guard, report, scale, serve, tree_cpu
 
 WORKERS = 2
 CONCURRENCY = 8
@@ -107,21 +107,6 @@ def minimal_certificate() -> bytes:
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
     )
-
-
-def tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and its descendants."""
-    import psutil
-
-    total = 0.0
-    root = psutil.Process(pid)
-    for p in [root, *root.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def _postgres_backends(database: str) -> dict[int, float]:

@@ -59,6 +59,7 @@ from bench.common import (
     report,
     scale,
     serve,
+    tree_cpu,
 )
 
 WORKERS = 2
@@ -192,21 +193,6 @@ def wait_for_ocsp(url: str, der: bytes, proc: subprocess.Popen, timeout: float =
     raise RuntimeError(f"no OCSP answer at {url}")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its descendants (server workers, -multi children)."""
-    import psutil
-
-    total = 0.0
-    root = psutil.Process(pid)
-    for p in [root, *root.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
 # -- measuring ----------------------------------------------------------------------------------------------------
 
 
@@ -313,9 +299,9 @@ def main() -> None:
                 out["ab_post"] = ab_over_serials(url, base, ab_ders, post=True, n_each=n_ab_each, c=AB_CONCURRENCY, work=work)
                 out["ab_get_low"] = ab_over_serials(url, base, ab_ders[: max(2, len(ab_ders) // 4)], post=False, n_each=n_ab_each, c=AB_LOW_CONCURRENCY, work=work)
             cold = http_load(port, random_get, concurrency=8, keep_alive=False)
-            cpu0 = tree_cpu_seconds(pid)
+            cpu0 = tree_cpu(pid)
             warm = http_load(port, random_get, concurrency=8, keep_alive=False)
-            out["cpu_us"] = (tree_cpu_seconds(pid) - cpu0) / max(1, warm.statuses.get(200, 0)) * 1e6
+            out["cpu_us"] = (tree_cpu(pid) - cpu0) / max(1, warm.statuses.get(200, 0)) * 1e6
             post = http_load(port, random_post, concurrency=8, keep_alive=False)
             steady = http_load(port, paced, concurrency=64, rate=1000, keep_alive=False)
             out.update(cold=cold, warm=warm, post=post, paced=steady)

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import ab, bench_home, heading, http_load, http_request, main_guard, report, scale, serve
+from bench.common import ab, bench_home, heading, http_load, http_request, main_guard, report, scale, serve, tree_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 LICENCE = ROOT / "tests" / "data" / "signing" / "licence.pdf"
@@ -58,24 +58,6 @@ ONLY = {part.strip() for part in os.environ.get("BENCH_SIGNING_ONLY", "pdf,verif
 
 def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds else 0.0
-
-
-def tree_cpu(proc) -> float:  # type: ignore[no-untyped-def]
-    """CPU seconds (user + system) of a server process and its workers so far."""
-    import psutil
-
-    total = 0.0
-    try:
-        root = psutil.Process(proc.pid)
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                continue
-    except psutil.NoSuchProcess:
-        pass
-    return total
 
 
 def setup(bh) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
@@ -265,9 +247,9 @@ def main() -> None:
                 c0 = time.process_time()
                 r = reference()
                 ref_cpu.append((time.process_time() - c0) / ops[0] * 1000)
-                c0, t0 = tree_cpu(server), time.perf_counter()
+                c0, t0 = tree_cpu(server.pid), time.perf_counter()
                 a, notes = api()
-                busy = tree_cpu(server) - c0 - idle_rate[0] * (time.perf_counter() - t0)  # net of the server's background threads
+                busy = tree_cpu(server.pid) - c0 - idle_rate[0] * (time.perf_counter() - t0)  # net of the server's background threads
                 api_cpu.append(max(busy, 0.0) / ops[1] * 1000)
                 refs.append(r)
                 apis.append(a)
@@ -300,9 +282,9 @@ def main() -> None:
                 ab(verify_url, n=warm, c=concurrency, post_file=sealed_file, content_type="application/pdf", headers=[auth], keep_alive=True)
                 ab(tsa_url, n=500, c=8, post_file=tsq, content_type="application/timestamp-query", keep_alive=True)
                 # the server's own background work (CRL/OCSP publisher, revocation polls) while idle
-                c0, t0 = tree_cpu(server), time.perf_counter()
+                c0, t0 = tree_cpu(server.pid), time.perf_counter()
                 time.sleep(5)
-                idle_rate[0] = (tree_cpu(server) - c0) / (time.perf_counter() - t0)
+                idle_rate[0] = (tree_cpu(server.pid) - c0) / (time.perf_counter() - t0)
                 print(f"server CPU while idle: {idle_rate[0] * 1000:.1f} ms/s (subtracted from the API CPU figures)", flush=True)
 
                 def api_ab(url: str, n: int, c: int, body: Path, ctype: str, headers: list[str]):  # type: ignore[no-untyped-def]

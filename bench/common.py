@@ -110,6 +110,25 @@ def peak_rss_mib() -> float:
 # -- ports, processes ---------------------------------------------------------------------------------
 
 
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds so far of a process and its descendants (server workers, -multi
+    children); 0 for a process that is gone. The other load on the machine does not inflate it."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                continue
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
 _HANDED_OUT: set[int] = set()
 
 

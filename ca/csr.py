@@ -90,6 +90,8 @@ def parse(data: bytes) -> ParsedCsr:
         raise _bad("csr.trailing_data", "the certificate request has data after its end")
     try:
         csr = x509.load_der_x509_csr(der)
+    except x509.InvalidVersion as exc:  # not a ValueError: PKCS#10 knows only version 0 (v1)
+        raise _bad("csr.bad_version", f"the certificate request has version {exc.parsed_version}; PKCS#10 requests are version 1 (0)") from None
     except ValueError:
         raise _bad("csr.malformed", "the certificate request could not be decoded") from None
     try:

@@ -75,3 +75,13 @@ def test_refusals_are_client_errors() -> None:
         with pytest.raises(Problem) as err:
             _check((DATA / name).read_bytes())
         assert err.value.kind in (Kind.INVALID_INPUT, Kind.POLICY, Kind.TOO_LARGE)
+
+
+def test_unknown_version_is_its_own_problem() -> None:
+    """cryptography raises InvalidVersion (not a ValueError) for a version other than v1; hypothesis
+    found that it escaped as a 500."""
+    der = make_csr(pem=False)
+    assert der.count(b"\x02\x01\x00") >= 1
+    with pytest.raises(Problem) as err:
+        csr.parse(der.replace(b"\x02\x01\x00", b"\x02\x01\x20", 1))
+    assert err.value.code == "csr.bad_version" and err.value.status == 400 and "32" in err.value.detail

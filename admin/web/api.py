@@ -313,6 +313,20 @@ def dashboard(rt: RuntimeDep, principal: AnyOperator) -> dict[str, Any]:
 DeptAdmin = Annotated[Principal, Depends(require(roles={Role.DEPARTMENT_ADMIN, Role.CA_ADMIN}, min_acr="2"))]
 
 
+async def raw_body(request: Request, *, media_type: str, limit: int, code: str, what: str) -> bytes:
+    """A raw upload of ``media_type`` (checked first), read in chunks and refused as soon as it
+    passes ``limit`` bytes: ``<code>_media_type`` (415) and ``<code>_too_large`` (413) problems."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != media_type:
+        raise Problem(Kind.UNSUPPORTED_MEDIA_TYPE, f"{code}_media_type", f"send the {what} as the body, Content-Type: {media_type}")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise Problem(Kind.TOO_LARGE, f"{code}_too_large", f"the {what} is limited to {limit} bytes")
+    return bytes(data)
+
+
 def _department_scope(principal: Principal) -> str | None:
     """The department a caller is confined to (None: every department, for CA administrators)."""
     if principal.has_role(Role.CA_ADMIN):

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from admin import bulk, service
 from admin.schemas import _In
-from admin.web.api import Approver, DeptAdmin, Officer, _department_scope
+from admin.web.api import Approver, DeptAdmin, Officer, _department_scope, raw_body
 from core.errors import Kind, Problem
 from core.runtime import Runtime
 from core.security import Principal, Role
@@ -47,15 +47,7 @@ def _job(job: bulk.JobView) -> dict[str, Any]:
 
 
 async def _csv_body(request: Request) -> bytes:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != CSV:
-        raise Problem(Kind.UNSUPPORTED_MEDIA_TYPE, "admin.bulk_media_type", "send the CSV as the body, Content-Type: text/csv")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > bulk.MAX_BYTES:
-            raise Problem(Kind.TOO_LARGE, "admin.bulk_too_large", f"a bulk file is at most {bulk.MAX_BYTES // 1024 // 1024} MiB")
-    return bytes(data)
+    return await raw_body(request, media_type=CSV, limit=bulk.MAX_BYTES, code="admin.bulk", what="CSV file")
 
 
 def _department(db: Any, principal: Principal, ref: str | None) -> str:

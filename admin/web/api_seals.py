@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from admin import service
 from admin.schemas import _In
-from admin.web.api import DeptAdmin, _client_in_scope, _department_scope
+from admin.web.api import DeptAdmin, _client_in_scope, _department_scope, raw_body
 from core.errors import Kind, Problem
 from core.runtime import Runtime
 from core.security import Principal, Role
@@ -106,17 +106,10 @@ def seal_image(seal_id: str, rt: RuntimeDep, principal: SealReader) -> Response:
 
 
 async def _png_body(request: Request) -> bytes:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != PNG:
-        raise Problem(Kind.UNSUPPORTED_MEDIA_TYPE, "admin.image_media_type", "send the image as the body, Content-Type: image/png")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_IMAGE:
-            raise Problem(Kind.TOO_LARGE, "admin.image_too_large", f"seal images are limited to {MAX_IMAGE} bytes")
+    data = await raw_body(request, media_type=PNG, limit=MAX_IMAGE, code="admin.image", what="seal image")
     if not data:
         raise Problem(Kind.VALIDATION, "admin.image_required", "the body is empty: send a PNG image")
-    return bytes(data)
+    return data
 
 
 @router.put(

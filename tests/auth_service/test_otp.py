@@ -23,7 +23,7 @@ def _account_login(agent, citizen):  # type: ignore[no-untyped-def]
     return page
 
 
-def _enrol_totp(agent, citizen) -> tuple[pyotp.TOTP, list[str]]:  # type: ignore[no-untyped-def]
+def _enrol_totp(agent, citizen) -> tuple[pyotp.TOTP, list[str], str]:  # type: ignore[no-untyped-def]
     page = _account_login(agent, citizen)
     assert page.status_code == 200 and "/sso/account" in str(page.request.url), page.text[:300]
     enrol = agent.submit("/sso/account/otp/start")
@@ -35,11 +35,12 @@ def _enrol_totp(agent, citizen) -> tuple[pyotp.TOTP, list[str]]:  # type: ignore
     totp = pyotp.TOTP(secret)
     wrong = agent.submit("/sso/account/otp/confirm", {"code": f"{(int(totp.now()) + 1) % 10**6:06d}"}, response=enrol)
     assert wrong.status_code == 422 and wrong.headers["content-type"].startswith("text/html") and 'role="alert"' in wrong.text
-    done = agent.submit("/sso/account/otp/confirm", {"code": totp.now()}, response=enrol)
+    used = totp.now()
+    done = agent.submit("/sso/account/otp/confirm", {"code": used}, response=enrol)
     assert done.status_code == 200, done.text[:300]
     codes = re.findall(r"<li><code>([0-9a-f]{5}-[0-9a-f]{5})</code></li>", done.text)
     assert len(codes) == 10 and len(set(codes)) == 10
-    return totp, codes
+    return totp, codes, used
 
 
 def _authorize(meta, agent, client, secret, **params):  # type: ignore[no-untyped-def]
@@ -55,7 +56,7 @@ def _finish(meta, sess, response, nonce, verifier, client):  # type: ignore[no-u
 
 
 def test_totp_enrolment_and_login(meta, agent, new_agent, citizen, make_client, rt) -> None:  # type: ignore[no-untyped-def]
-    totp, codes = _enrol_totp(agent, citizen)
+    totp, codes, used = _enrol_totp(agent, citizen)
     with rt.db.read() as db:
         assert search(db, action="sso.totp.enrol", target=f"person:{citizen.id}")
     client, secret = make_client(**FIRST_PARTY)
@@ -63,8 +64,10 @@ def test_totp_enrolment_and_login(meta, agent, new_agent, citizen, make_client, 
     sess, start, nonce, verifier = _authorize(meta, browser, client, secret)
     otp_page = browser.login(start, citizen.id_number, citizen.password)
     assert otp_page.status_code == 200 and "/sso/login/otp" in str(otp_page.request.url)
-    # the code the enrolment just used is spent (RFC 6238 §5.2); the next time step is accepted
-    replay = browser.submit("/sso/login/otp", {"code": totp.now()}, response=otp_page)
+    # the code the enrolment just used is spent (RFC 6238 §5.2) even while its time step is still
+    # within the window; the next time step is accepted. Replay the very code that was used, not
+    # totp.now() again: a 30 s boundary between the two calls would make that a fresh code.
+    replay = browser.submit("/sso/login/otp", {"code": used}, response=otp_page)
     assert replay.status_code == 401 and "验证码不正确或已过期" in replay.text
     done = browser.submit("/sso/login/otp", {"code": totp.at(time.time() + 30)}, response=otp_page)
     claims = _finish(meta, sess, browser.follow(done), nonce, verifier, client)
@@ -96,7 +99,7 @@ def test_totp_enrolment_and_login(meta, agent, new_agent, citizen, make_client, 
 
 
 def test_totp_wrong_codes_lock_out(meta, agent, new_agent, citizen, make_client, rt) -> None:  # type: ignore[no-untyped-def]
-    totp, _codes = _enrol_totp(agent, citizen)
+    totp, _codes, _used = _enrol_totp(agent, citizen)
     client, secret = make_client(**FIRST_PARTY)
     browser = new_agent()
     sess, start, nonce, verifier = _authorize(meta, browser, client, secret)

@@ -38,7 +38,11 @@ def test_revocation_visible_in_every_worker_within_a_second(cli_home: CliHome, t
     client = json.loads(
         cli_home.run("--json", "client", "add", "--name", "吊销测试", "--grant", "client_credentials", "--scope", "certificates:write", "--scope", "certificates:revoke").stdout
     )
-    server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "eauth"), "serve", "--port", str(port), "--workers", "2"], env=cli_home.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The server's log goes to a file, not a pipe: a pipe nobody drains blocks a chatty server, and
+    # reading it for an assertion message blocks until the server exits (the test hung to its timeout).
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("wb")
+    server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "eauth"), "serve", "--port", str(port), "--workers", "2"], env=cli_home.env, stdout=subprocess.DEVNULL, stderr=log)
     latencies: list[float] = []
     try:
         base = f"http://127.0.0.1:{port}"
@@ -49,7 +53,7 @@ def test_revocation_visible_in_every_worker_within_a_second(cli_home: CliHome, t
                     break
             except httpx.HTTPError:
                 pass
-            assert server.poll() is None and time.time() < deadline, server.stderr.read().decode()[-2000:] if server.stderr else ""
+            assert server.poll() is None and time.time() < deadline, log_path.read_text(errors="replace")[-2000:]
             time.sleep(0.3)
         with httpx.Client(base_url=base, timeout=30) as api:
             token = api.post("/oidc/token", data={"grant_type": "client_credentials", "scope": "certificates:write certificates:revoke"}, auth=(client["client_id"], client["client_secret"])).json()["access_token"]
@@ -92,6 +96,7 @@ def test_revocation_visible_in_every_worker_within_a_second(cli_home: CliHome, t
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
     print(f"\nrevocation → every worker answers revoked: {', '.join(f'{x * 1000:.0f} ms' for x in latencies)} (last stale answer after the commit; 0 = none)")
     # Workers poll for changes every 0.2 s.
     assert statistics.median(latencies) < 1.0, latencies

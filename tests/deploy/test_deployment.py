@@ -71,7 +71,9 @@ http {{
     return main
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], *, verify: object = True, timeout: float = 90) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, *, verify: object = True, timeout: float = 90) -> None:
+    """Wait for ``url`` to answer 200; ``log``: the file the process writes its stderr to (a file,
+    not a pipe: a pipe held open by the app's worker processes would block the read below)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -83,7 +85,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], *, verify: object = True,
             break
         time.sleep(0.3)
     proc.kill()
-    raise AssertionError(f"{url} did not come up: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    raise AssertionError(f"{url} did not come up: {log.read_text(errors='replace')[-2000:]}")
 
 
 def pkce() -> tuple[str, str]:
@@ -98,7 +100,7 @@ def test_nginx_two_workers_postgres_sso_and_ocsp(cli_home: CliHome, tmp_path: Pa
 
     http_port, https_port, app_port = free_port(), free_port(), free_port()
     public = f"https://127.0.0.1:{https_port}"
-    with postgres_database() as db_url:
+    with postgres_database() as db_url, (tmp_path / "app.log").open("wb") as app_log, (tmp_path / "nginx.log").open("wb") as proxy_log:
         env = {"EAUTH_DATABASE_URL": db_url, "EAUTH_PUBLIC_URL": public}
         cli_home.env.update(env)
         cli_home.run("init")
@@ -129,15 +131,15 @@ def test_nginx_two_workers_postgres_sso_and_ocsp(cli_home: CliHome, tmp_path: Pa
 
         app = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "eauth"), "serve", "--port", str(app_port), "--workers", "2"],
-            env=cli_home.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=cli_home.env, stdout=subprocess.DEVNULL, stderr=app_log,
         )
         main = render_site(tmp_path, http_port=http_port, https_port=https_port, app_port=app_port, cert=cert, key=key, client_ca=tmp_path / "chain.pem")
         proxy = None
         trust = ssl.create_default_context(cafile=str(cert))
         try:
-            wait_http(f"http://127.0.0.1:{app_port}/health", app)
-            proxy = subprocess.Popen([NGINX, "-c", str(main), "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            wait_http(f"{public}/health", proxy, verify=trust)
+            wait_http(f"http://127.0.0.1:{app_port}/health", app, tmp_path / "app.log")
+            proxy = subprocess.Popen([NGINX, "-c", str(main), "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=proxy_log)
+            wait_http(f"{public}/health", proxy, tmp_path / "nginx.log", verify=trust)
             with httpx.Client(base_url=public, verify=trust, timeout=30) as web:
                 # -- OpenID Connect through the proxy ------------------------------------------------
                 meta = web.get("/.well-known/openid-configuration").json()

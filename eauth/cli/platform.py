@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -114,7 +115,7 @@ def serve(
     credentials = home / "secrets" / "bootstrap-admin.txt"
     if credentials.exists():
         typer.echo(f"  first administrator's one-time credentials: {credentials} (mode 0600)", err=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         "eauth.app:factory",
         factory=True,
         host=host,
@@ -124,6 +125,7 @@ def serve(
         access_log=False,
         proxy_headers=False,
         timeout_keep_alive=5,
+        server_header=False,  # no "server: uvicorn" banner on every answer (nginx in front sends its own, or none)
         # uvicorn pings each worker every 0.5 s and kills one that has not answered in this many
         # seconds. A spawned worker answers only once it has re-imported this CLI's module, i.e. the
         # whole platform: on a busy host (load 11 on 2 cores) that took longer than uvicorn's 5 s
@@ -131,6 +133,31 @@ def serve(
         timeout_worker_healthcheck=60,
         http=EarlyAnswerProtocol,  # OCSP cache hits answered in the protocol; headers within 10 s (slow-loris); bodies: core.web.SlowBodyGuard
     )
+    run_server(config)
+
+
+def run_server(config: Any) -> None:
+    """What ``uvicorn.run`` does for one worker or several, with the listening socket bound here so
+    that it can be tuned first (:func:`eauth.http_protocol.tune_listener`)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from eauth.http_protocol import tune_listener
+
+    sock = config.bind_socket()
+    tune_listener(sock)
+    server = uvicorn.Server(config=config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    if config.workers == 1 and not server.started:
+        raise SystemExit(3)  # uvicorn's STARTUP_FAILURE: the app did not start
 
 
 @audit_app.command("verify")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import logging
 import multiprocessing
 import queue
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,8 @@ from core.security import Actor
 from core.settings import Settings
 
 DEFAULT_BATCH = 100
+
+log = logging.getLogger("eauth.ca")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ def run_batch(rt: Runtime, actor: Actor, profile: str, batch: Sequence[BulkItem]
             return service.issue_batch(rt, db, actor, profile=profile, items=batch, ca_name=ca_name)
     except Problem as exc:
         return [BulkResult(item.ref, False, code=exc.code, detail=exc.detail) for item in batch]
+    except Exception:  # noqa: BLE001 - the run goes on with the next batch; this one is reported, not lost
+        incident = uuid.uuid4().hex[:12]
+        log.exception("bulk batch of %d failed unexpectedly (incident %s)", len(batch), incident)
+        detail = f"unexpected error in this item's batch (incident {incident} in the log)"
+        return [BulkResult(item.ref, False, code="ca.batch_failed", detail=detail) for item in batch]
 
 
 def issue_bulk(

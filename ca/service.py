@@ -28,6 +28,7 @@ one lock of the chain head) — while steps 3-5 still run for each certificate o
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import uuid
 from collections.abc import Sequence
@@ -60,6 +61,8 @@ PENDING_GRACE = timedelta(minutes=10)  # a pending row older than this belongs t
 _STORE_DEADLINE = PENDING_GRACE / 2  # a live process never stores a row the resolver may claim
 
 MAINTENANCE_KINDS = ("issuance", "renewal", "rekey", "modification")
+
+log = logging.getLogger("eauth.ca")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -660,7 +663,15 @@ def issue_batch(rt: Runtime, db: Session, actor: Actor, *, profile: str, items: 
             drafts.append(_draft(rt, authority, prof, parsed.public_key, subject, names))
             positions.append(i)
         except Problem as exc:
+            if exc.kind in (Kind.UNAVAILABLE, Kind.HSM_UNAVAILABLE):
+                raise  # not this item's fault: the whole batch waits for the service (ca.bulk.run_batch)
             results[i] = BulkResult(item.ref, False, code=exc.code, detail=exc.detail)
+        except SQLAlchemyError:
+            raise  # the batch's transaction is broken: ca.bulk.run_batch reports the batch
+        except Exception:  # noqa: BLE001 - one item's unexpected failure must not take the other items with it
+            incident = uuid.uuid4().hex[:12]
+            log.exception("bulk item %s failed unexpectedly (incident %s)", item.ref, incident)
+            results[i] = BulkResult(item.ref, False, code="ca.item_failed", detail=f"unexpected error while checking this item (incident {incident} in the log)")
     del held
     for pos, outcome, d in zip(positions, _issue_drafts(rt, db, actor, authority, drafts), drafts, strict=True):
         serial = serial_hex(d.serial)

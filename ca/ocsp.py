@@ -27,6 +27,7 @@ from __future__ import annotations
 import email.utils
 import functools
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -565,7 +566,7 @@ class ResponderState:
     generation: int = 0
     last_seq: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    max_entries: int = 2_000_000
+    max_entries: int = 1_000_000  # EAUTH_OCSP_CACHE_ENTRIES; ≈ 1 KiB each
     answered: int = 0  # requests parsed (running total; core.traffic files the daily growth)
     # unsuccessful responses by responseStatus (RFC 6960 §4.2.1), running totals; with ``answered``
     # they feed eauth_ocsp_responses_total (core.metrics.watch): no counter call on the OCSP path
@@ -592,15 +593,22 @@ class ResponderState:
         it read may predate that change)."""
         if generation != self.generation:
             return
-        if len(self.cache) >= self.max_entries:
-            self.cache.clear()  # crude bound; the database is the source of truth
+        if len(self.cache) >= self.max_entries and key not in self.cache:
+            self._evict()
         self.cache[key] = entry
+
+    def _evict(self) -> None:
+        """Drop the oldest tenth of the copies (dicts keep insertion order: first in, first out),
+        so a full cache sheds a slice at a time instead of every worker missing on every serial at
+        once; the database holds every response, so an evicted serial costs one read next time."""
+        for key in list(itertools.islice(self.cache, max(1, self.max_entries // 10))):
+            del self.cache[key]
 
 
 def state(rt: Runtime) -> ResponderState:
     st = rt.extensions.get(EXTENSION_KEY)
     if st is None:
-        st = ResponderState()
+        st = ResponderState(max_entries=rt.settings.ocsp_cache_entries)
         with rt.db.read() as db:
             st.set_issuers(load_issuers(db))
             st.last_seq = db.execute(select(OcspSequence.value).where(OcspSequence.id == 1)).scalar_one_or_none() or 0
@@ -630,7 +638,7 @@ def poll_changes(rt: Runtime) -> int:
     return len(rows)
 
 
-WARM_ENTRIES = 200_000  # responses a worker loads at start-up (≈ 1 KiB each in memory)
+WARM_ENTRIES = 200_000  # responses a worker loads at start-up at most (≈ 1 KiB each in memory)
 
 
 def warm_cache(rt: Runtime, *, limit: int = WARM_ENTRIES, batch: int = 5_000) -> int:
@@ -659,7 +667,7 @@ def warm_cache(rt: Runtime, *, limit: int = WARM_ENTRIES, batch: int = 5_000) ->
             if entry.stale_at <= now:
                 continue
             if len(st.cache) >= st.max_entries:
-                break
+                break  # warming never evicts: what is cached was asked for
             st.put((issuer, int(serial_hex, 16), "sha1"), entry, generation)
             loaded += 1
     return loaded

@@ -57,6 +57,9 @@ class Settings(BaseModel):
     ca_key_spec: str = "ec-p256"
     crl_validity_hours: int = Field(default=24, ge=1)
     ocsp_validity_minutes: int = Field(default=240, ge=1)
+    # Pre-signed OCSP responses each worker keeps in memory (≈ 1 KiB each); beyond it the oldest
+    # tenth is dropped (ca.ocsp.ResponderState) and read again from the database when asked for.
+    ocsp_cache_entries: int = Field(default=1_000_000, ge=1_000)
 
     # SSO
     session_idle_minutes: int = Field(default=30, ge=1)

@@ -166,3 +166,25 @@ def test_publisher_scans_new_certificates_narrowly_and_looks_back_for_late_ones(
     with rt.db.read() as db:
         assert db.get(OcspResponse, (late.issuer, late.serial)) is not None
     assert pub._presign_since >= ocsp._iso(clock.now() - timedelta(seconds=30))  # and narrow again
+
+
+def test_full_cache_sheds_its_oldest_tenth_not_everything() -> None:
+    st = ocsp.ResponderState(max_entries=1000)
+    entry = ocsp.cached_entry(b"\x30\x03\x0a\x01\x00", "2026-12-01T00:00:00+00:00", "2026-12-01T04:00:00+00:00")
+    for serial in range(1, 1001):
+        st.put(("ca", serial, "sha1"), entry, st.generation)
+    assert len(st.cache) == 1000
+    st.put(("ca", 1001, "sha1"), entry, st.generation)  # full: the 100 oldest go, the new one stays
+    assert len(st.cache) == 901
+    assert ("ca", 1, "sha1") not in st.cache and ("ca", 100, "sha1") not in st.cache
+    assert ("ca", 101, "sha1") in st.cache and ("ca", 1001, "sha1") in st.cache
+    st.put(("ca", 500, "sha1"), entry, st.generation)  # replacing a cached serial evicts nothing
+    assert len(st.cache) == 901
+    for serial in range(2000, 2500):
+        st.put(("ca", serial, "sha1"), entry, st.generation)
+    assert len(st.cache) <= 1000  # never above the bound
+
+
+def test_cache_bound_comes_from_the_settings(rt) -> None:  # type: ignore[no-untyped-def]
+    assert rt.settings.ocsp_cache_entries == 1_000_000
+    assert ocsp.state(rt).max_entries == rt.settings.ocsp_cache_entries

@@ -334,10 +334,10 @@ _CONNECTION_CLOSE = re.compile(rb"\r\nconnection:[ \t]*close\b")
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
     """(status, body, server closes) of one response. The two headers that matter are found by
-    compiled expressions over the lower-cased head, not a Python loop over every header line: the
-    load generator shares the machine with the server it measures, and a per-line loop made it
-    spend ≈ 10 µs more per response on a server that sends more headers (eAuth's RFC 5019 caching
-    headers against ``openssl ocsp``'s two), which throttled the generator, not the server."""
+    compiled expressions over the lower-cased head rather than a Python loop over every header
+    line: a little less CPU for a generator that shares the machine with the server it measures.
+    (What a response's header count costs the generator was measured and is not what separates
+    eAuth from ``openssl ocsp`` in bench_ocsp: docs/performance.md, OCSP responder.)"""
     head = (await reader.readuntil(b"\r\n\r\n")).lower()
     status = int(head[9:12])
     m = _CONTENT_LENGTH.search(head)

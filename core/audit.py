@@ -9,6 +9,11 @@ Every ``checkpoint_every`` entries (and at shutdown) an HSM key (``audit/1``) si
 ``seq || hash``; ``verify`` recomputes the chain and checks every checkpoint against the public
 key in the token, so rewriting the whole table after the last checkpoint is the only undetected
 edit, and that window is bounded.
+
+A checkpoint that falls due while the token fails is skipped, loudly, not allowed to fail the
+transaction it falls in: that transaction is often the one recording the token's failure (an
+issuance whose signature failed), and losing that entry would be worse than a wider window until
+the next checkpoint (the next multiple, ``eauth audit checkpoint``, or shutdown).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from core import clock, metrics
 from core.db import Base, Database
 from core.pii import mask_value
 from core.security import Actor
+
+log = logging.getLogger("eauth.audit")
 
 if TYPE_CHECKING:
     from hsm.token import Token
@@ -193,7 +200,7 @@ class AuditLog:
         head.seq = seq
         head.hash = digest
         if self._token is not None and seq % self.checkpoint_every == 0:
-            self._sign_checkpoint(session, seq, digest)
+            self._due_checkpoint(session, seq, digest)
         _note(session, action, str(target), masked)
         return AuditRecord(seq, at, actor_ref, action, str(target), outcome, masked, digest)
 
@@ -238,8 +245,19 @@ class AuditLog:
             if isinstance(obj, AuditHead):
                 session.expire(obj)
         for checkpoint_seq, checkpoint_hash in due:
-            self._sign_checkpoint(session, checkpoint_seq, checkpoint_hash)
+            self._due_checkpoint(session, checkpoint_seq, checkpoint_hash)
         return records
+
+    def _due_checkpoint(self, session: Session, seq: int, digest: str) -> None:
+        """The checkpoint every ``checkpoint_every`` entries; skipped when the token fails (module
+        docstring). An explicit :meth:`checkpoint` still raises."""
+        from hsm.errors import HsmError
+
+        try:
+            self._sign_checkpoint(session, seq, digest)
+        except HsmError as exc:
+            metrics.AUDIT_CHECKPOINTS_SKIPPED.inc()
+            log.error("audit checkpoint at entry %d not signed (%s): the entries are committed; the next checkpoint covers them", seq, exc)
 
     def _sign_checkpoint(self, session: Session, seq: int, digest: str) -> None:
         assert self._token is not None

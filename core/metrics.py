@@ -85,6 +85,7 @@ DB_ERRORS = Counter("eauth_db_errors_total", "Database failures turned into 503 
 DB_REPLICA_FALLBACKS = Counter("eauth_db_replica_fallbacks_total", "Replica reads served by the primary because the replica was unreachable")
 PROBLEMS = Counter("eauth_problems_total", "Problem documents returned, by code", ["status", "code"])
 RATE_LIMITED = Counter("eauth_rate_limited_total", "Calls refused by a rate limit", ["area"])
+AUDIT_CHECKPOINTS_SKIPPED = Counter("eauth_audit_checkpoints_skipped_total", "Audit checkpoints that fell due while the HSM failed (core.audit)")
 
 CERTIFICATES_ISSUED = Counter("eauth_certificates_issued_total", "Certificates issued", ["profile"])
 CERTIFICATES_REVOKED = Counter("eauth_certificates_revoked_total", "Certificates revoked or suspended", ["reason"])

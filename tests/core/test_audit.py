@@ -103,3 +103,60 @@ def test_record_and_record_many_interleaved_in_one_session_keep_one_chain(fresh_
         assert (head.seq, head.hash) == (last.seq, last.hash)
     result = rt.audit.verify(rt.db)
     assert result.ok and result.entries == last.seq and result.checkpoints >= 1, result
+
+
+def test_checkpoint_due_while_the_token_fails_is_skipped_not_the_entry(fresh_rt, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The entry that falls on a checkpoint is committed even when the token cannot sign (it is
+    often the entry recording that very failure); the checkpoint is skipped, logged and counted, and
+    the next one — here an explicit ``checkpoint`` once the token is back — covers the chain."""
+    from core import metrics
+    from hsm.errors import HsmError, HsmErrorKind
+
+    rt = fresh_rt
+    every = rt.audit.checkpoint_every
+    with rt.db.read() as s:
+        head = s.get(AuditHead, 1)
+        start = head.seq if head else 0
+    _append(rt, every - start % every - 1)  # the next entry falls on a checkpoint
+
+    def fail_sign(operation: str) -> None:
+        if operation == "sign":
+            raise HsmError(HsmErrorKind.DEVICE_ERROR, "injected: CKR_DEVICE_ERROR")
+
+    skipped = metrics.AUDIT_CHECKPOINTS_SKIPPED._value.get()
+    rt.token.fault_hook = fail_sign
+    try:
+        with rt.db.transaction() as s:
+            due = rt.audit.record(s, actor=Actor.cli(), action="test.event", target="t:due")
+        with rt.db.transaction() as s:  # record_many on a boundary too
+            many = rt.audit.record_many(s, [{"actor": Actor.cli(), "action": "test.many", "target": f"m:{i}"} for i in range(every)])
+    finally:
+        rt.token.fault_hook = None
+    assert due.seq % every == 0 and any(r.seq % every == 0 for r in many)
+    with rt.db.read() as s:
+        assert s.get(AuditEntry, due.seq) is not None and s.get(AuditCheckpoint, due.seq) is None
+    assert metrics.AUDIT_CHECKPOINTS_SKIPPED._value.get() == skipped + 2
+    assert any("not signed" in r.getMessage() and f"entry {due.seq}" in r.getMessage() for r in caplog.records)
+    assert rt.audit.checkpoint(rt.db) == many[-1].seq  # the token is back: the head is signed
+    result = rt.audit.verify(rt.db)
+    assert result.ok, result
+
+
+def test_explicit_checkpoint_still_fails_when_the_token_fails(fresh_rt) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from hsm.errors import HsmError, HsmErrorKind
+
+    rt = fresh_rt
+    _append(rt, 1)
+
+    def fail_sign(operation: str) -> None:
+        if operation == "sign":
+            raise HsmError(HsmErrorKind.DEVICE_ERROR, "injected")
+
+    rt.token.fault_hook = fail_sign
+    try:
+        with pytest.raises(HsmError):
+            rt.audit.checkpoint(rt.db)
+    finally:
+        rt.token.fault_hook = None

@@ -13,7 +13,9 @@ edit, and that window is bounded.
 A checkpoint that falls due while the token fails is skipped, loudly, not allowed to fail the
 transaction it falls in: that transaction is often the one recording the token's failure (an
 issuance whose signature failed), and losing that entry would be worse than a wider window until
-the next checkpoint (the next multiple, ``eauth audit checkpoint``, or shutdown).
+the next checkpoint. The process that skipped one owes it: its next entry after
+``CHECKPOINT_RETRY_SECONDS`` tries again at that entry (so the window closes as soon as the token
+is back), besides the next multiple, ``eauth audit checkpoint`` and shutdown.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,7 @@ from core.pii import mask_value
 from core.security import Actor
 
 log = logging.getLogger("eauth.audit")
+CHECKPOINT_RETRY_SECONDS = 5.0  # a skipped checkpoint is retried at most this often (not per entry while the token is down)
 
 if TYPE_CHECKING:
     from hsm.token import Token
@@ -161,6 +165,14 @@ class AuditLog:
     def __init__(self, token: Token | None, *, checkpoint_every: int = 1000) -> None:
         self._token = token
         self.checkpoint_every = checkpoint_every
+        self._owed_since: float | None = None  # monotonic time of the last failed checkpoint attempt
+
+    def _checkpoint_due(self, seq: int) -> bool:
+        if self._token is None:
+            return False
+        if seq % self.checkpoint_every == 0:
+            return True
+        return self._owed_since is not None and time.monotonic() - self._owed_since >= CHECKPOINT_RETRY_SECONDS
 
     def ensure_key(self) -> None:
         """Create the checkpoint key once (``eauth init``)."""
@@ -199,7 +211,7 @@ class AuditLog:
         )
         head.seq = seq
         head.hash = digest
-        if self._token is not None and seq % self.checkpoint_every == 0:
+        if self._checkpoint_due(seq):
             self._due_checkpoint(session, seq, digest)
         _note(session, action, str(target), masked)
         return AuditRecord(seq, at, actor_ref, action, str(target), outcome, masked, digest)
@@ -236,7 +248,7 @@ class AuditLog:
             rows.append({"seq": seq, "at": at, "actor": actor_ref, "action": entry["action"], "target": target, "outcome": outcome, "details": details_json, "prev_hash": prev, "hash": digest})
             records.append(AuditRecord(seq, at, actor_ref, entry["action"], target, outcome, masked, digest))
             _note(session, entry["action"], target, masked)
-            if self._token is not None and seq % self.checkpoint_every == 0:
+            if self._checkpoint_due(seq) and (not due or seq % self.checkpoint_every == 0):  # an owed one once, at the first entry
                 due.append((seq, digest))
             prev = digest
         conn.execute(_INSERT_ENTRIES, rows)
@@ -256,8 +268,13 @@ class AuditLog:
         try:
             self._sign_checkpoint(session, seq, digest)
         except HsmError as exc:
+            self._owed_since = time.monotonic()
             metrics.AUDIT_CHECKPOINTS_SKIPPED.inc()
-            log.error("audit checkpoint at entry %d not signed (%s): the entries are committed; the next checkpoint covers them", seq, exc)
+            log.error("audit checkpoint at entry %d not signed (%s): the entries are committed; retried at a later entry", seq, exc)
+            return
+        if self._owed_since is not None and seq % self.checkpoint_every != 0:
+            log.warning("audit checkpoint owed since a token failure signed at entry %d", seq)
+        self._owed_since = None
 
     def _sign_checkpoint(self, session: Session, seq: int, digest: str) -> None:
         assert self._token is not None

@@ -142,6 +142,45 @@ def test_checkpoint_due_while_the_token_fails_is_skipped_not_the_entry(fresh_rt,
     assert result.ok, result
 
 
+def test_a_skipped_checkpoint_is_owed_and_signed_at_a_later_entry(fresh_rt, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from core import audit
+    from hsm.errors import HsmError, HsmErrorKind
+
+    rt = fresh_rt
+    monkeypatch.setattr(audit, "CHECKPOINT_RETRY_SECONDS", 0.0)
+    every = rt.audit.checkpoint_every
+    with rt.db.read() as s:
+        head = s.get(AuditHead, 1)
+        start = head.seq if head else 0
+    _append(rt, every - start % every - 1)
+    calls = {"sign": 0}
+
+    def fail_sign(operation: str) -> None:
+        if operation == "sign":
+            calls["sign"] += 1
+            raise HsmError(HsmErrorKind.DEVICE_ERROR, "injected")
+
+    rt.token.fault_hook = fail_sign
+    try:
+        with rt.db.transaction() as s:
+            skipped = rt.audit.record(s, actor=Actor.cli(), action="test.event", target="t:skipped")
+        with rt.db.transaction() as s:  # still down: tried again (retry interval 0 here), still committed
+            still = rt.audit.record(s, actor=Actor.cli(), action="test.event", target="t:still")
+    finally:
+        rt.token.fault_hook = None
+    assert calls["sign"] == 2
+    with rt.db.transaction() as s:  # back: the next entries (one record_many) owe exactly one checkpoint
+        back = rt.audit.record_many(s, [{"actor": Actor.cli(), "action": "test.many", "target": f"b:{i}"} for i in range(3)])
+    with rt.db.read() as s:
+        seqs = set(s.execute(select(AuditCheckpoint.seq).where(AuditCheckpoint.seq >= skipped.seq)).scalars())
+    assert seqs == {back[0].seq}, (skipped.seq, still.seq, seqs)
+    with rt.db.transaction() as s:  # paid: an ordinary entry signs nothing
+        later = rt.audit.record(s, actor=Actor.cli(), action="test.event", target="t:later")
+    with rt.db.read() as s:
+        assert s.get(AuditCheckpoint, later.seq) is None or later.seq % every == 0
+    assert rt.audit.verify(rt.db).ok
+
+
 def test_explicit_checkpoint_still_fails_when_the_token_fails(fresh_rt) -> None:  # type: ignore[no-untyped-def]
     import pytest
 

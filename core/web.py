@@ -267,6 +267,21 @@ class EarlyAnswer:
     answer: Callable[[str, bytes, list[tuple[bytes, bytes]], bytes], EarlyResult | None]
 
 
+async def read_capped_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body of an ASGI request, for the fast paths that sit in front of the framework
+    (OCSP, TSA); ``None`` once it passes ``limit`` bytes (the rest is not read, the caller answers
+    with its protocol's own rejection)."""
+    data = b""
+    more = True
+    while more:
+        message = await receive()
+        data += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(data) > limit:
+            return None
+    return data
+
+
 def add_early_answer(app: FastAPI, early: EarlyAnswer) -> None:
     app.state.early_answers = (*getattr(app.state, "early_answers", ()), early)
 

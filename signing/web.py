@@ -34,7 +34,7 @@ from core.errors import Kind, Problem
 from core.ratelimit import Rule, hit, limiter, per_ip
 from core.runtime import Runtime
 from core.security import Principal, Role
-from core.web import RuntimeDep, authenticate, problem_response, require
+from core.web import RuntimeDep, authenticate, problem_response, read_capped_body, require
 from signing import i18n, pades, service
 from signing.report import Report
 from signing.rfc3161 import MAX_QUERY_BYTES
@@ -225,16 +225,8 @@ class TsaFastPath:
                 rates.hit(TSA_PER_IP, per_ip(Request(scope), self.rt))
             content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"").decode("latin-1")
             _check_tsa_type(content_type)
-            data: bytes | None = b""
-            more = True
-            while more:
-                message = await receive()
-                data = (data or b"") + message.get("body", b"")
-                more = message.get("more_body", False)
-                if len(data) > MAX_QUERY_BYTES:
-                    data = None  # rejected as badDataFormat; the rest is not read
-                    break
-            reply = await self.queue.submit(data if data is not None else b"")
+            data = await read_capped_body(receive, MAX_QUERY_BYTES)
+            reply = await self.queue.submit(data if data is not None else b"")  # b"": rejected as badDataFormat
         except Problem as exc:  # rate limited, wrong media type, unit not initialised (503)
             await problem_response(exc, Request(scope))(scope, receive, send)
             return

@@ -33,7 +33,7 @@ from ca import crl, ocsp, publisher, revocation
 from core.errors import Kind, Problem
 from core.runtime import Runtime
 from core.security import Principal, Role
-from core.web import EarlyAnswer, RuntimeDep, require
+from core.web import EarlyAnswer, RuntimeDep, read_capped_body, require
 
 router = APIRouter()
 
@@ -176,15 +176,7 @@ class OcspFastPath:
             return
         method = scope["method"]
         if method == "POST" and path in ("/ocsp", "/ocsp/"):
-            data: bytes | None = b""
-            more = True
-            while more:
-                message = await receive()
-                data = (data or b"") + message.get("body", b"")
-                more = message.get("more_body", False)
-                if len(data) > MAX_OCSP_REQUEST:
-                    data = None  # malformedRequest; the rest of the body is not read
-                    break
+            data: bytes | None = await read_capped_body(receive, MAX_OCSP_REQUEST)  # None: malformedRequest
             get = False
         elif method in ("GET", "HEAD") and path.startswith("/ocsp/") and len(path) > 6:
             raw = scope.get("raw_path") or path.encode()
